@@ -1,8 +1,11 @@
 //! The extraction root: a directory fd inside which every path is resolved.
 //!
-//! Paths are resolved with `openat2(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS |
-//! RESOLVE_NO_XDEV)`: `..` and absolute symlinks are interpreted as if the root were `/`,
-//! so a symlink in the layer can never lead outside it. Only directories are resolved this
+//! Paths are resolved with `openat2(RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS |
+//! RESOLVE_NO_XDEV)`: a symlink inside the root may be followed while it stays inside, but
+//! one that is absolute or climbs out with `..` makes the resolution fail with `EXDEV`,
+//! which the unpacker reports as an unsafe entry. (Clamping such links to the root, as
+//! `RESOLVE_IN_ROOT` would, is safe too, but a layer that tries it is hostile or broken,
+//! and its author is better told than silently given another tree.) Only directories are resolved this
 //! way; the last component of every entry is then created relative to its parent's fd
 //! with `*at` calls that never follow a symlink.
 //!
@@ -50,7 +53,7 @@ pub(crate) struct RootDir {
 
 /// Flags for resolving a path confined to the root.
 pub(crate) fn confined() -> ResolveFlags {
-    ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS | ResolveFlags::NO_XDEV
+    ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS | ResolveFlags::NO_XDEV
 }
 
 /// Flags for opening a directory to work in.
@@ -154,26 +157,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn symlinks_resolve_inside_the_root() {
+    fn symlinks_are_followed_only_while_they_stay_inside_the_root() {
         let outer = tempfile::tempdir().unwrap();
         let root = outer.path().join("root");
         std::fs::create_dir_all(root.join("inside/etc")).unwrap();
         std::fs::create_dir_all(outer.path().join("etc")).unwrap();
+        std::os::unix::fs::symlink("inside", root.join("rel")).unwrap();
         std::os::unix::fs::symlink("/inside", root.join("abs")).unwrap();
         std::os::unix::fs::symlink("../../..", root.join("up")).unwrap();
+        std::os::unix::fs::symlink("..", root.join("parent")).unwrap();
 
         let mut dir = RootDir::open(&root).unwrap();
-        let through_abs = dir.resolve(b"abs/etc").unwrap();
-        let direct = rustix::fs::fstat(&through_abs.fd).unwrap();
+        let through_rel = dir.resolve(b"rel/etc").unwrap();
+        let direct = rustix::fs::fstat(&through_rel.fd).unwrap();
         let expected = std::fs::metadata(root.join("inside/etc")).unwrap();
         use std::os::unix::fs::MetadataExt;
         assert_eq!(direct.st_ino, expected.ino());
 
-        // `up` is `/` inside the root: `up/etc` is the root's own (missing) etc.
-        assert_eq!(dir.resolve(b"up/etc").unwrap_err(), Errno::NOENT);
-        let up = dir.resolve(b"up").unwrap();
-        let root_ino = std::fs::metadata(&root).unwrap().ino();
-        assert_eq!(rustix::fs::fstat(&up.fd).unwrap().st_ino, root_ino);
+        // Absolute links and links that climb out are refused, never clamped or followed.
+        assert_eq!(dir.resolve(b"abs/etc").unwrap_err(), Errno::XDEV);
+        assert_eq!(dir.resolve(b"up/etc").unwrap_err(), Errno::XDEV);
+        assert_eq!(dir.resolve(b"parent/x").unwrap_err(), Errno::XDEV);
     }
 
     #[test]

@@ -17,7 +17,7 @@ mod objects;
 mod parents;
 mod whiteouts;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ffi::CString;
 use std::os::fd::{AsFd, OwnedFd};
 
@@ -65,6 +65,9 @@ pub(crate) struct Unpacker<'p, 's> {
     creator: Creator,
     pool: Option<&'p FilePool<'s>>,
     touched: HashMap<Vec<u8>, Touched>,
+    /// Paths at which this layer created a symlink: a later entry of another type at the
+    /// same path is refused, since its mode, owner or data would be aimed at the link.
+    symlinks: HashSet<Vec<u8>>,
     deferred_times: Vec<(Vec<u8>, Timestamps)>,
 }
 
@@ -92,6 +95,7 @@ impl<'p, 's> Unpacker<'p, 's> {
             creator,
             pool,
             touched: HashMap::new(),
+            symlinks: HashSet::new(),
             deferred_times: Vec::new(),
         }
     }
@@ -117,6 +121,14 @@ impl<'p, 's> Unpacker<'p, 's> {
         }
         if path.is_empty() {
             return self.root_entry(entry);
+        }
+        if entry.kind == EntryKind::Symlink {
+            self.symlinks.insert(path.clone());
+        } else if self.symlinks.contains(&path) {
+            return Err(LayerError::unsafe_path(
+                &entry.name,
+                "it replaces a symlink this layer created at the same path (a chmod, chown or write meant for it could go through the link: CVE-2021-32760)",
+            ));
         }
         let is_dir = entry.kind == EntryKind::Directory;
         if self.touch(&path, if is_dir { Touched::Dir } else { Touched::Other }) {
@@ -226,6 +238,12 @@ fn create_failure(err: CreateError, path: &[u8]) -> LayerError {
 }
 
 fn resolve_error(err: Errno, path: &[u8], entry: &[u8]) -> LayerError {
+    if err == Errno::XDEV {
+        return LayerError::unsafe_path(
+            entry,
+            "its parent path goes through a symlink that is absolute or leads outside the layer root",
+        );
+    }
     LayerError::io(
         format!(
             "resolve directory {:?} for layer entry {:?}",
