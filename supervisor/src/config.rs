@@ -26,6 +26,8 @@ pub struct FileConfig {
     pub log_level: Option<String>,
     /// Largest blob a client may write, in bytes (`--max-blob-size`).
     pub max_blob_size: Option<u64>,
+    /// The `berth-shim` binary tasks run under (`--shim-binary`).
+    pub shim_binary: Option<PathBuf>,
 }
 
 /// Default largest blob a client may write: 64 GiB.
@@ -87,6 +89,8 @@ pub struct Settings {
     pub log_level: String,
     /// Largest blob a client may write, in bytes.
     pub max_blob_size: u64,
+    /// The `berth-shim` binary tasks run under.
+    pub shim_binary: PathBuf,
 }
 
 /// Flags as given on the command line (`None` = not given).
@@ -102,6 +106,22 @@ pub struct Flags {
     pub log_level: Option<String>,
     /// `--max-blob-size`.
     pub max_blob_size: Option<u64>,
+    /// `--shim-binary`.
+    pub shim_binary: Option<PathBuf>,
+}
+
+/// Name of the shim binary, looked for next to berthd, then on `PATH`.
+pub const SHIM_BINARY_NAME: &str = "berth-shim";
+
+/// The shim binary used when none is configured: `berth-shim` in the directory of the
+/// running berthd executable if it is there (an install or a build puts both side by
+/// side), else the bare name, which is looked up on `PATH` when run.
+pub fn default_shim_binary() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|dir| dir.join(SHIM_BINARY_NAME)))
+        .filter(|candidate| candidate.is_file())
+        .unwrap_or_else(|| PathBuf::from(SHIM_BINARY_NAME))
 }
 
 impl Settings {
@@ -128,12 +148,17 @@ impl Settings {
             .max_blob_size
             .or(file.max_blob_size)
             .unwrap_or(DEFAULT_MAX_BLOB_SIZE);
+        let shim_binary = flags
+            .shim_binary
+            .or(file.shim_binary)
+            .unwrap_or_else(default_shim_binary);
         Self {
             root,
             state,
             address,
             log_level,
             max_blob_size,
+            shim_binary,
         }
     }
 }
@@ -154,6 +179,29 @@ mod tests {
         assert_eq!(s.log_level, "debug");
         assert_eq!(s.state, PathBuf::from(DEFAULT_STATE));
         assert_eq!(s.address, PathBuf::from(DEFAULT_STATE).join("berthd.sock"));
+    }
+
+    #[test]
+    fn shim_binary_comes_from_flag_then_file_then_next_to_berthd() {
+        let file: FileConfig = toml::from_str("shim_binary = \"/opt/file-shim\"\n").unwrap();
+        let s = Settings::merge(
+            Flags {
+                shim_binary: Some("/opt/flag-shim".into()),
+                ..Flags::default()
+            },
+            file,
+        );
+        assert_eq!(s.shim_binary, PathBuf::from("/opt/flag-shim"));
+        let file: FileConfig = toml::from_str("shim_binary = \"/opt/file-shim\"\n").unwrap();
+        let s = Settings::merge(Flags::default(), file);
+        assert_eq!(s.shim_binary, PathBuf::from("/opt/file-shim"));
+        // Neither: berth-shim beside the running executable if there, else the bare name.
+        let s = Settings::merge(Flags::default(), FileConfig::default());
+        assert_eq!(s.shim_binary, default_shim_binary());
+        assert!(
+            s.shim_binary == Path::new(SHIM_BINARY_NAME)
+                || s.shim_binary.ends_with(SHIM_BINARY_NAME)
+        );
     }
 
     #[test]

@@ -15,7 +15,9 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::{RwLock, RwLockReadGuard};
 
 use crate::error::ApiResult;
-use crate::metadata::{ContentRecord, ImageRecord, Kind, LeaseRecord, NamespaceRecord};
+use crate::metadata::{
+    ContainerRecord, ContentRecord, ImageRecord, Kind, LeaseRecord, NamespaceRecord,
+};
 use crate::state::{client_snapshot_key, snapshot_key, Daemon, SNAPSHOTTER};
 
 /// Label that makes a content blob or snapshot a root.
@@ -164,10 +166,11 @@ pub async fn collect(daemon: &Daemon) -> ApiResult<GcReport> {
                 queue.push(Node::Snapshot(info.name.clone()));
             }
         }
-        for (_, container) in daemon.meta.list::<serde_json::Value>(Kind::Container, ns)? {
-            if let Some(key) = container.get("snapshot_key").and_then(|v| v.as_str()) {
-                queue.push(Node::Snapshot(snapshot_key(ns, key)));
+        for (_, container) in daemon.meta.list::<ContainerRecord>(Kind::Container, ns)? {
+            if !container.snapshot_key.is_empty() && container.snapshotter == SNAPSHOTTER {
+                queue.push(Node::Snapshot(snapshot_key(ns, &container.snapshot_key)));
             }
+            referenced(&container.labels, ns, &mut queue);
         }
 
         if !expired.is_empty() {

@@ -12,6 +12,7 @@ mod request;
 mod server;
 mod services;
 mod state;
+mod tasks;
 
 use std::path::PathBuf;
 
@@ -41,6 +42,9 @@ struct Args {
     /// Largest blob a client may write, in bytes [default: 64 GiB]
     #[arg(long)]
     max_blob_size: Option<u64>,
+    /// The berth-shim binary tasks run under [default: berth-shim next to berthd, else on PATH]
+    #[arg(long)]
+    shim_binary: Option<PathBuf>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -56,6 +60,7 @@ fn main() -> anyhow::Result<()> {
             address: args.address,
             log_level: args.log_level,
             max_blob_size: args.max_blob_size,
+            shim_binary: args.shim_binary,
         },
         file,
     );
@@ -75,6 +80,18 @@ fn main() -> anyhow::Result<()> {
 async fn serve(settings: config::Settings) -> anyhow::Result<()> {
     let address = settings.address.clone();
     let daemon = state::Daemon::open(settings.clone()).context("opening stores")?;
+    // Find every task's shim again (concurrently) before taking requests, so that the
+    // first task list after a restart is complete.
+    let recovered = daemon
+        .tasks
+        .recover(|ns, id| {
+            daemon
+                .meta
+                .get::<serde::de::IgnoredAny>(metadata::Kind::Container, ns, id)
+                .map_or(true, |record| record.is_some())
+        })
+        .await;
+    tracing::info!(?recovered, "task recovery done");
     // Collect what a crash may have left behind before taking requests.
     match gc::collect(&daemon).await {
         Ok(report) => tracing::info!(?report, "startup garbage collection done"),
@@ -85,6 +102,7 @@ async fn serve(settings: config::Settings) -> anyhow::Result<()> {
         address = %address.display(),
         root = %settings.root.display(),
         state = %settings.state.display(),
+        shim = %settings.shim_binary.display(),
         version = env!("CARGO_PKG_VERSION"),
         "berthd serving"
     );

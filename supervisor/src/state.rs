@@ -10,6 +10,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::events::EventBus;
 use crate::gc::Collector;
 use crate::metadata::{Batch, Kind, LeaseRecord, LeaseResource, MetaStore, NamespaceRecord};
+use crate::tasks::{shim_log_level, ShimSettings, TaskManager};
 
 /// Name of the one snapshotter Berth provides (the name ctr uses by default).
 pub const SNAPSHOTTER: &str = "overlayfs";
@@ -28,6 +29,8 @@ pub struct Daemon {
     pub events: EventBus,
     /// Garbage collection and its barrier against concurrent writers.
     pub gc: Collector,
+    /// The running tasks and their shims.
+    pub tasks: TaskManager,
     /// This root's identity (Introspection.Server uuid): a random UUID made once and kept in
     /// `<root>/uuid`, so it names the installation, not the process.
     pub uuid: String,
@@ -78,13 +81,24 @@ impl Daemon {
         )?;
         let meta = MetaStore::open(&settings.root.join("meta.sled"))?;
         let uuid = load_or_make_uuid(&settings.root.join("uuid"))?;
+        let events = EventBus::new();
+        let tasks = TaskManager::new(
+            ShimSettings {
+                shim_binary: settings.shim_binary.clone(),
+                state: settings.state.clone(),
+                publish_address: settings.address.clone(),
+                log_level: shim_log_level(&settings.log_level),
+            },
+            events.clone(),
+        );
         Ok(Arc::new(Self {
             settings,
             meta,
             content,
             snapshots: Arc::new(snapshots),
-            events: EventBus::new(),
+            events,
             gc: Collector::default(),
+            tasks,
             uuid,
         }))
     }

@@ -33,6 +33,7 @@ const GRPC: &str = "io.containerd.grpc.v1";
 
 /// The gRPC services berthd serves, as (plugin id, plugin types it requires).
 pub const GRPC_SERVICES: &[(&str, &[&str])] = &[
+    ("containers", &[METADATA, GC]),
     ("content", &[METADATA]),
     ("diff", &[DIFFER]),
     ("events", &[EVENT]),

@@ -1,6 +1,7 @@
 //! The gRPC services, one file per service: each converts between the wire types of
 //! berth-proto and the stores in [`crate::state::Daemon`], and nothing more.
 
+pub mod containers;
 pub mod content;
 pub mod diff;
 pub mod events;
@@ -11,6 +12,7 @@ pub mod leases;
 pub mod namespaces;
 pub mod reply;
 pub mod snapshots;
+pub mod tasks;
 #[cfg(test)]
 pub mod test_support;
 pub mod version;
@@ -38,5 +40,7 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .add_service(leases::service(daemon.clone()))
         .add_service(events::service(daemon.clone()))
         .add_service(introspection::service(daemon.clone()))
+        .add_service(containers::service(daemon.clone()))
+        .add_service(tasks::service(daemon.clone()))
     // Each further service adds a line here: .add_service(<module>::service(daemon.clone()))
 }

@@ -1,0 +1,131 @@
+//! Deleting a task: the shim deletes the container and reports the exit, berthd shuts the
+//! shim down and removes the bundle and socket — nothing of the task is left.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use berth_proto::containerd::events::TaskDelete;
+use berth_proto::containerd::task::v2::{DeleteRequest, ShutdownRequest};
+
+use super::bundle;
+use super::process::stop_process;
+use super::{ExitedTask, LiveTask, TaskError, TaskManager, TaskRef};
+
+/// How long berthd waits for a shim to acknowledge Shutdown.
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long berthd waits for a shut-down shim to exit before killing it.
+const SHIM_EXIT_WAIT: Duration = Duration::from_secs(2);
+
+/// Topic of the event for a deleted task.
+pub const TOPIC_DELETE: &str = "/tasks/delete";
+
+/// What a deleted task's init process left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeletedTask {
+    /// Its pid.
+    pub pid: u32,
+    /// Its exit status.
+    pub exit_status: u32,
+    /// When it exited.
+    pub exited_at: SystemTime,
+}
+
+impl TaskManager {
+    /// Deletes task `id` of `ns`: its process must have exited (the shim refuses
+    /// otherwise). The shim publishes `/tasks/delete`; for a task whose shim is gone berthd
+    /// does.
+    pub async fn delete(&self, ns: &str, id: &str) -> Result<DeletedTask, TaskError> {
+        let manager = self.clone();
+        let task = self.lookup(ns, id)?;
+        // Run to completion even if the caller goes away: a half-deleted task would leak.
+        tokio::spawn(async move {
+            match task {
+                TaskRef::Exited(exited) => Ok(manager.forget_exited(&exited)),
+                TaskRef::Live(live) => manager.delete_live(live).await,
+            }
+        })
+        .await
+        .map_err(|e| TaskError::FailedPrecondition(format!("task delete was aborted: {e}")))?
+    }
+
+    /// Drops an exited task from the registry and reports it deleted.
+    fn forget_exited(&self, exited: &Arc<ExitedTask>) -> DeletedTask {
+        self.remove_exited(exited);
+        self.inner.events.publish(
+            &exited.namespace,
+            TOPIC_DELETE,
+            &TaskDelete {
+                container_id: exited.id.clone(),
+                pid: exited.exit.pid,
+                exit_status: exited.exit.exit_status,
+                exited_at: Some(exited.exit.exited_at.into()),
+                id: String::new(),
+            },
+        );
+        tracing::info!(namespace = %exited.namespace, id = %exited.id, "stopped task deleted");
+        DeletedTask {
+            pid: exited.exit.pid,
+            exit_status: exited.exit.exit_status,
+            exited_at: exited.exit.exited_at,
+        }
+    }
+
+    async fn delete_live(&self, task: Arc<LiveTask>) -> Result<DeletedTask, TaskError> {
+        let reply = task
+            .client()
+            .delete(DeleteRequest {
+                id: task.id.clone(),
+                exec_id: String::new(),
+            })
+            .await;
+        let reply = match reply {
+            Ok(reply) => reply.into_inner(),
+            Err(status) => {
+                return match self.call_failed(&task, status).await {
+                    Ok(exited) => Ok(self.forget_exited(&exited)),
+                    Err(e) => Err(e),
+                }
+            }
+        };
+        task.mark_deleted();
+        self.remove_live(&task);
+        let shim_pid = bundle::read_shim_pid(&task.bundle);
+
+        let shutdown = tokio::time::timeout(
+            SHUTDOWN_TIMEOUT,
+            task.client().shutdown(ShutdownRequest {
+                id: task.id.clone(),
+                now: false,
+            }),
+        )
+        .await;
+        match shutdown {
+            Ok(Ok(_)) => {}
+            // The shim may exit before it answers; that is what was asked.
+            Ok(Err(status)) => {
+                tracing::debug!(id = %task.id, %status, "shim shutdown answered with an error")
+            }
+            Err(_) => tracing::warn!(id = %task.id, "shim did not acknowledge shutdown in time"),
+        }
+        // No shim outlives its deleted task, and none still holds the socket path when a
+        // new task of the same id may bind it.
+        if let Some(pid) = shim_pid {
+            stop_process(pid, SHIM_EXIT_WAIT).await;
+        }
+        if let Err(e) = bundle::remove_bundle(&task.bundle) {
+            tracing::error!(id = %task.id, error = %e, "could not remove a deleted task's bundle");
+        }
+        if let Err(e) = bundle::remove_file_if_present(&task.socket) {
+            tracing::warn!(id = %task.id, error = %e, "could not remove a deleted task's socket");
+        }
+        tracing::info!(namespace = %task.namespace, id = %task.id, "task deleted");
+        Ok(DeletedTask {
+            pid: reply.pid,
+            exit_status: reply.exit_status,
+            exited_at: reply
+                .exited_at
+                .and_then(|at| SystemTime::try_from(at).ok())
+                .unwrap_or_else(SystemTime::now),
+        })
+    }
+}
