@@ -55,6 +55,24 @@ impl DaemonKind {
         }
     }
 
+    /// The OCI runtime's own state root (`runc --root`) for `namespace` of a daemon of
+    /// this kind whose state directory is `state`: inside it for berthd, one directory
+    /// shared by every instance for containerd.
+    pub fn runtime_root(self, state: &Path, namespace: &str) -> PathBuf {
+        match self {
+            DaemonKind::Berthd => state.join("runc").join(namespace),
+            DaemonKind::Containerd => Path::new("/run/containerd/runc").join(namespace),
+        }
+    }
+
+    /// Where task bundles live, relative to the daemon's state directory.
+    fn tasks_subdir(self) -> &'static str {
+        match self {
+            DaemonKind::Berthd => "tasks",
+            DaemonKind::Containerd => "io.containerd.runtime.v2.task",
+        }
+    }
+
     /// The overlayfs snapshotter's directory, relative to the daemon's root.
     fn snapshotter_subdir(self) -> &'static str {
         match self {
@@ -150,6 +168,23 @@ impl Daemon {
     /// The overlayfs snapshotter's own directory.
     pub fn snapshotter_dir(&self) -> PathBuf {
         self.root().join(self.kind.snapshotter_subdir())
+    }
+
+    /// The directory holding the task bundles of every namespace (`<state>/tasks` for
+    /// berthd).
+    pub fn task_bundles_root(&self) -> PathBuf {
+        self.state().join(self.kind.tasks_subdir())
+    }
+
+    /// The bundle directory of task `id` in `namespace`.
+    pub fn task_bundle(&self, namespace: &str, id: &str) -> PathBuf {
+        self.task_bundles_root().join(namespace).join(id)
+    }
+
+    /// The OCI runtime's own state root for `namespace` (`runc --root`); see
+    /// [`DaemonKind::runtime_root`].
+    pub fn runtime_root(&self, namespace: &str) -> PathBuf {
+        self.kind.runtime_root(&self.state(), namespace)
     }
 
     /// The digests (`sha256:<hex>`) of every blob file on disk.
@@ -255,12 +290,25 @@ impl Daemon {
             .env_remove("CONTAINERD_ADDRESS")
             .env_remove("CONTAINERD_NAMESPACE");
         // SAFETY: the closure runs in the forked child before exec and only calls
-        // prctl(2), which is async-signal-safe; it touches no memory of the parent.
+        // prctl(2) and close_range(2), which are async-signal-safe; it touches no
+        // memory of the parent.
         unsafe {
             cmd.pre_exec(|| {
                 // Should the test process die without running its drops, the daemon
                 // goes with it instead of lingering.
                 if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // The daemon starts with nothing but its stdio, as under an init system:
+                // whatever fds the test runner leaked do not reach it (or, through it,
+                // the shims), so the tests see only the fds the daemon opens itself.
+                if libc::syscall(
+                    libc::SYS_close_range,
+                    3u32,
+                    u32::MAX,
+                    libc::CLOSE_RANGE_CLOEXEC,
+                ) != 0
+                {
                     return Err(std::io::Error::last_os_error());
                 }
                 Ok(())

@@ -14,8 +14,11 @@ pub mod daemon;
 pub mod events;
 pub mod fixtures;
 pub mod ids;
+pub mod processes;
 pub mod snapshot_mount;
 pub mod steps;
+pub mod tasks;
+pub mod terminal;
 
 pub use ctr::{ctr, ctr_fails, ctr_ok};
 pub use daemon::{Daemon, DaemonKind};
