@@ -11,17 +11,29 @@ elapsed() { echo "$2 - $1" | bc; }
 
 # start_berthd DIR -> sets DAEMON_PID and SOCK
 start_berthd() {
+  launch_berthd "$1"
+  wait_socket "$1"
+}
+
+# launch_berthd DIR -> sets DAEMON_PID and SOCK; returns at once, without waiting for the
+# socket (for timing a restart from the moment the process is started).
+launch_berthd() {
   local dir=$1
   mkdir -p "$dir"
   SOCK=$dir/berthd.sock
   "$BERTHD" --root "$dir/root" --state "$dir/state" --address "$SOCK" --log-level warn \
-    >"$dir/daemon.log" 2>&1 &
+    >>"$dir/daemon.log" 2>&1 &
   DAEMON_PID=$!
-  wait_socket "$dir"
 }
 
 # start_containerd DIR -> sets DAEMON_PID and SOCK
 start_containerd() {
+  launch_containerd "$1"
+  wait_socket "$1"
+}
+
+# launch_containerd DIR -> sets DAEMON_PID and SOCK; returns at once (see launch_berthd).
+launch_containerd() {
   local dir=$1
   mkdir -p "$dir"
   SOCK=$dir/containerd.sock
@@ -39,9 +51,8 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 [metrics]
   address = ""
 TOML
-  containerd --config "$dir/config.toml" --log-level warn >"$dir/daemon.log" 2>&1 &
+  containerd --config "$dir/config.toml" --log-level warn >>"$dir/daemon.log" 2>&1 &
   DAEMON_PID=$!
-  wait_socket "$dir"
 }
 
 wait_socket() {
@@ -59,7 +70,7 @@ stop_daemon() {
   local dir=$1
   kill "$DAEMON_PID" 2>/dev/null || true
   wait "$DAEMON_PID" 2>/dev/null || true
-  grep -o " $dir[^ ]*" /proc/self/mountinfo | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
+  { grep -o " $dir[^ ]*" /proc/self/mountinfo || true; } | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
   rm -rf "$dir"
 }
 
@@ -91,3 +102,104 @@ oci_archive_from_layer() {
 }
 
 median() { sort -n | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else printf "%.3f\n", (a[NR/2]+a[NR/2+1])/2}'; }
+
+# ---- Helpers for the task benchmarks (start-latency.sh, shim-memory.sh, recovery.sh) ----
+
+# build_task_binaries: release builds of berthd, berth-shim and berth-mkimage. berthd and the
+# shim are built by separate cargo runs, so berthd is linked without the shim's server half;
+# the shim lands next to berthd in target/release, where berthd looks for it.
+# BENCH_NO_BUILD=1 skips the build and uses the binaries already there.
+build_task_binaries() {
+  [ -z "${BENCH_NO_BUILD:-}" ] || return 0
+  (cd "$REPO" && cargo build --release -q -p berthd && cargo build --release -q -p berth-shim &&
+    cargo build --release -q -p berth-tests --bins)
+}
+
+# unique_namespace -> a namespace no other run uses. containerd keeps its runc root and shim
+# sockets under /run/containerd/ for every instance, so a unique namespace keeps runs apart.
+unique_namespace() { echo "bench-$$-$EPOCHSECONDS"; }
+
+# ms_between T0 T1: milliseconds between two $EPOCHREALTIME readings.
+ms_between() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f\n", (b - a) * 1000 }'; }
+
+# percentile P: the P-th percentile (nearest rank) of the numbers on stdin.
+percentile() { sort -n | awk -v p="$1" '{ a[NR] = $1 } END { r = int((p * NR + 99) / 100); if (r < 1) r = 1; print a[r] }'; }
+
+# ratio A B: A / B with two decimals ("n/a" when B is not positive).
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f\n", a / b; else print "n/a" }'; }
+
+# task_table SOCK NS: one "id pid status" line per task that `ctr tasks ls` shows (nothing
+# while the daemon is down).
+task_table() { { ctr --address "$1" -n "$2" tasks ls 2>/dev/null || true; } | awk 'NR > 1 { print $1, $2, $3 }'; }
+
+# running_count SOCK NS: how many tasks `ctr tasks ls` shows RUNNING.
+running_count() { task_table "$1" "$2" | awk '$3 == "RUNNING"' | wc -l; }
+
+# run_idle_containers SOCK NS FIFODIR COUNT PREFIX: COUNT detached `sleep 100000` containers
+# PREFIX1..PREFIXCOUNT from the busybox image; their stdio fifos live in FIFODIR.
+run_idle_containers() {
+  local sock=$1 ns=$2 fifos=$3 count=$4 prefix=$5 i
+  mkdir -p "$fifos"
+  for i in $(seq "$count"); do
+    ctr --address "$sock" -n "$ns" run -d --fifo-dir "$fifos" localhost/busybox:latest \
+      "$prefix$i" sleep 100000 >/dev/null
+  done
+}
+
+# remove_all_tasks SOCK NS: SIGKILLs every task in NS, deletes the tasks, then every container
+# with its snapshot.
+remove_all_tasks() {
+  local sock=$1 ns=$2 ids
+  ids=$(ctr --address "$sock" -n "$ns" tasks ls -q 2>/dev/null || true)
+  for id in $ids; do
+    ctr --address "$sock" -n "$ns" tasks kill -s SIGKILL "$id" >/dev/null 2>&1 || true
+  done
+  [ -z "$ids" ] || ctr --address "$sock" -n "$ns" tasks rm -f $ids >/dev/null 2>&1 || true
+  ids=$(ctr --address "$sock" -n "$ns" containers ls -q 2>/dev/null || true)
+  [ -z "$ids" ] || ctr --address "$sock" -n "$ns" containers rm $ids >/dev/null 2>&1 || true
+}
+
+# teardown DAEMON DIR NS PID: leaves nothing of a benchmark daemon behind, whatever state the
+# run stopped in. A daemon that is down (PID gone) is started again on DIR first, so that its
+# shims and containers are removed through it; then the daemon is stopped, DIR unmounted and
+# removed, and the namespace's leftovers cleared.
+teardown() {
+  local daemon=$1 dir=$2 ns=$3
+  DAEMON_PID=$4
+  [ -d "$dir" ] || return 0
+  if [ -z "$DAEMON_PID" ] || ! kill -0 "$DAEMON_PID" 2>/dev/null; then "launch_$daemon" "$dir"; fi
+  SOCK=$dir/$daemon.sock
+  wait_socket "$dir" && remove_all_tasks "$SOCK" "$ns"
+  stop_daemon "$dir"
+  remove_namespace_leftovers "$ns"
+}
+
+# remove_namespace_leftovers NS: the empty cgroups runc made for NS in every hierarchy and
+# containerd's per-namespace runc root; rmdir refuses anything still in use.
+remove_namespace_leftovers() {
+  local ns=$1 d
+  for d in "/sys/fs/cgroup/$ns" /sys/fs/cgroup/*/"$ns"; do
+    [ -d "$d" ] || continue
+    rmdir "$d"/*/ 2>/dev/null || true
+    rmdir "$d" 2>/dev/null || true
+  done
+  rmdir "/run/containerd/runc/$ns" 2>/dev/null || true
+}
+
+# runc_bundle_from_archive ARCHIVE DIR: an OCI bundle for a bare `runc run` of the same image:
+# the archive's layers unpacked into DIR/rootfs, and `runc spec`'s default config with no
+# terminal and `true` as the process.
+runc_bundle_from_archive() {
+  local archive=$1 dir=$2 work manifest layer
+  work=$(mktemp -d)
+  tar -C "$work" -xf "$archive"
+  manifest=$(jq -r '.manifests[0].digest | sub("sha256:"; "")' "$work/index.json")
+  mkdir -p "$dir/rootfs"
+  for layer in $(jq -r '.layers[].digest | sub("sha256:"; "")' "$work/blobs/sha256/$manifest"); do
+    tar -C "$dir/rootfs" -xf "$work/blobs/sha256/$layer"
+  done
+  rm -rf "$work"
+  runc spec --bundle "$dir"
+  jq '.process.terminal = false | .process.args = ["true"]' "$dir/config.json" >"$dir/config.json.new"
+  mv "$dir/config.json.new" "$dir/config.json"
+}
