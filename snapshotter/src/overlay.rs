@@ -248,7 +248,8 @@ impl OverlaySnapshotter {
     }
 
     /// Removes snapshot `key` and its files. A committed snapshot that other snapshots
-    /// are built on is `FailedPrecondition`.
+    /// are built on is `FailedPrecondition`. The removal is atomic but not flushed before
+    /// this returns: after a power loss the snapshot may be back, whole, as it was.
     pub fn remove(&self, key: &str) -> Result<()> {
         validate_key("key", key)?;
         let trash = {
@@ -273,7 +274,10 @@ impl OverlaySnapshotter {
                     err,
                 )
             })?;
-            sync_dir(&self.layout.snapshots_dir())?;
+            // No directory sync before answering: if a crash undoes the rename, the snapshot
+            // is simply still there (the old state, never a record without its files), and
+            // one nothing refers to any more is garbage that collection removes. The next
+            // prepare syncs `snapshots/`, which makes the rename durable with it.
             state.by_key.remove(key);
             trash
         };

@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-/// First pause of a wait for a process to exit; it doubles up to [`MAX_POLL`]. A shim told
-/// to shut down is usually gone within a millisecond or two.
+/// First pause of a polling wait for a process to exit (where no pidfd can be had); it
+/// doubles up to [`MAX_POLL`]. A shim told to shut down is usually gone within a few ms.
 const FIRST_POLL: Duration = Duration::from_millis(1);
 /// Longest pause between two looks.
 const MAX_POLL: Duration = Duration::from_millis(20);
@@ -32,8 +32,34 @@ pub fn process_alive(pid: i32) -> bool {
     }
 }
 
-/// Waits up to `limit` for process `pid` to exit; true if it did.
+/// Waits up to `limit` for process `pid` to exit; true if it did. Wakes the moment the
+/// process exits (through a pidfd, which becomes readable then), so a task delete does not
+/// sit out the rest of a polling pause after its shim is gone; falls back to polling where
+/// a pidfd cannot be had.
 pub async fn wait_for_exit(pid: i32, limit: Duration) -> bool {
+    if let Some(exited) = open_exit_watch(pid) {
+        return match tokio::time::timeout(limit, exited.readable()).await {
+            Ok(Ok(_)) => true,
+            Ok(Err(_)) => poll_for_exit(pid, limit).await,
+            Err(_) => !process_alive(pid),
+        };
+    }
+    poll_for_exit(pid, limit).await
+}
+
+/// A pidfd of `pid` registered with the runtime: it turns readable when the process exits
+/// (a zombie counts). `None` if there is no such process or no pidfd for it.
+fn open_exit_watch(pid: i32) -> Option<tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>> {
+    let target = rustix::process::Pid::from_raw(pid)?;
+    let fd = rustix::process::pidfd_open(target, rustix::process::PidfdFlags::NONBLOCK).ok()?;
+    // SAFETY: `fd` is an open pidfd owned by the `AsyncFd` from here on; an `OwnedFd` always
+    // returns that same descriptor and closes it only when dropped with the `AsyncFd`.
+    unsafe { tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) }
+        .ok()
+}
+
+/// Waits up to `limit` for process `pid` to exit by looking at it now and then.
+async fn poll_for_exit(pid: i32, limit: Duration) -> bool {
     let mut waited = Duration::ZERO;
     let mut pause = FIRST_POLL;
     while process_alive(pid) {
@@ -73,6 +99,26 @@ mod tests {
         assert!(!process_alive(pid));
         assert!(!process_alive(0));
         assert!(!process_alive(-1));
+    }
+
+    #[tokio::test]
+    async fn a_wait_ends_when_the_process_exits_not_at_the_limit() {
+        let mut sleeper = std::process::Command::new("/bin/sleep")
+            .arg("0.2")
+            .spawn()
+            .unwrap();
+        let started = std::time::Instant::now();
+        assert!(wait_for_exit(sleeper.id() as i32, Duration::from_secs(30)).await);
+        let waited = started.elapsed();
+        assert!(
+            waited >= Duration::from_millis(150),
+            "returned before the exit: {waited:?}"
+        );
+        assert!(
+            waited < Duration::from_secs(10),
+            "did not notice the exit: {waited:?}"
+        );
+        sleeper.wait().unwrap();
     }
 
     #[tokio::test]
