@@ -139,7 +139,7 @@ fn kill_all_stops_every_process() {
         return;
     }
     let fixture = Fixture::new();
-    let id = unique_id("killall");
+    let id = unique_id("kill-all");
     let spec = fixture.spec(&id, &["sh", "-c", "sleep 1000 & sleep 1000 & wait"]);
     let bundle = fixture.bundle(&id, &spec);
     let _guard = fixture.guard(&id);
