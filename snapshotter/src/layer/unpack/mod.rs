@@ -202,6 +202,24 @@ impl<'p, 's> Unpacker<'p, 's> {
         Ok(())
     }
 
+    /// Runs `create`; if the name is taken, removes what is there and runs it once more.
+    /// The outer error is a failed removal, the inner result that of the last attempt.
+    fn create_replacing(
+        &mut self,
+        parent: &DirHandle,
+        name: &CString,
+        path: &[u8],
+        create: impl Fn() -> rustix::io::Result<()>,
+    ) -> Result<rustix::io::Result<()>, LayerError> {
+        match create() {
+            Err(Errno::EXIST) => {
+                self.clear_name(parent, name, path)?;
+                Ok(create())
+            }
+            other => Ok(other),
+        }
+    }
+
     /// Sets the times of directories named by entries, now that their contents are final.
     fn set_deferred_times(&mut self) -> Result<(), LayerError> {
         for (path, times) in std::mem::take(&mut self.deferred_times) {

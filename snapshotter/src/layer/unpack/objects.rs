@@ -157,25 +157,15 @@ impl Unpacker<'_, '_> {
     ) -> Result<(), LayerError> {
         let attrs = Attributes::from_entry(entry)?;
         let target = entry.link_name.as_slice();
-        let create = || rustix::fs::symlinkat(target, &parent.fd, name.as_c_str());
-        match create() {
-            Ok(()) => {}
-            Err(Errno::EXIST) => {
-                self.clear_name(parent, name, path)?;
-                create().map_err(|e| {
-                    LayerError::io(
-                        format!("create symlink {}", display_name(path)),
-                        errno_io(e),
-                    )
-                })?;
-            }
-            Err(err) => {
-                return Err(LayerError::io(
-                    format!("create symlink {}", display_name(path)),
-                    errno_io(err),
-                ))
-            }
-        }
+        self.create_replacing(parent, name, path, || {
+            rustix::fs::symlinkat(target, &parent.fd, name.as_c_str())
+        })?
+        .map_err(|e| {
+            LayerError::io(
+                format!("create symlink {}", display_name(path)),
+                errno_io(e),
+            )
+        })?;
         metadata::apply_at(
             parent.fd.as_fd(),
             name,
@@ -237,14 +227,7 @@ impl Unpacker<'_, '_> {
                 AtFlags::empty(),
             )
         };
-        let result = match link() {
-            Err(Errno::EXIST) => {
-                self.clear_name(parent, name, path)?;
-                link()
-            }
-            other => other,
-        };
-        match result {
+        match self.create_replacing(parent, name, path, link)? {
             Ok(()) => Ok(()),
             Err(Errno::NOENT) => Err(missing()),
             Err(err) => Err(LayerError::io(
@@ -273,22 +256,10 @@ impl Unpacker<'_, '_> {
         };
         let dev = rustix::fs::makedev(entry.device.0, entry.device.1);
         let mode = Mode::from_raw_mode(attrs.mode & 0o777);
-        let create = || rustix::fs::mknodat(&parent.fd, name.as_c_str(), file_type, mode, dev);
-        match create() {
-            Ok(()) => {}
-            Err(Errno::EXIST) => {
-                self.clear_name(parent, name, path)?;
-                create().map_err(|e| {
-                    LayerError::io(format!("create node {}", display_name(path)), errno_io(e))
-                })?;
-            }
-            Err(err) => {
-                return Err(LayerError::io(
-                    format!("create node {}", display_name(path)),
-                    errno_io(err),
-                ))
-            }
-        }
+        self.create_replacing(parent, name, path, || {
+            rustix::fs::mknodat(&parent.fd, name.as_c_str(), file_type, mode, dev)
+        })?
+        .map_err(|e| LayerError::io(format!("create node {}", display_name(path)), errno_io(e)))?;
         metadata::apply_at(
             parent.fd.as_fd(),
             name,

@@ -40,19 +40,13 @@ impl Unpacker<'_, '_> {
                         rustix::fs::makedev(0, 0),
                     )
                 };
-                let result = match whiteout() {
-                    Err(Errno::EXIST) => {
-                        self.clear_name(&parent, &name, &path)?;
-                        whiteout()
-                    }
-                    other => other,
-                };
-                result.map_err(|e| {
-                    LayerError::io(
-                        format!("create whiteout for {}", display_name(&path)),
-                        errno_io(e),
-                    )
-                })
+                self.create_replacing(&parent, &name, &path, whiteout)?
+                    .map_err(|e| {
+                        LayerError::io(
+                            format!("create whiteout for {}", display_name(&path)),
+                            errno_io(e),
+                        )
+                    })
             }
             WhiteoutStyle::Delete => {
                 let parent = match self.root.resolve(parent_path) {
