@@ -1,8 +1,9 @@
 //! OCI bundles on disk: the bundle directory, its `config.json`, and other JSON files the
 //! runtime reads (an exec's `process.json`, an update's resources).
 //!
-//! Files are written atomically (temporary file, fsync, rename, fsync of the directory) with
-//! mode 0600: a crash leaves the old file or the new one, and other users read neither.
+//! Files are written atomically (temporary file, rename) with mode 0600: a process crash
+//! leaves the old file or the new one, and other users read neither; see
+//! [`write_json_atomically`] for why there is no fsync.
 //! Bundle directories are mode 0711 (CVE-2021-41103: no listing or reading by other users,
 //! while a container running as another user can still reach its rootfs).
 
@@ -85,8 +86,13 @@ pub fn write_process_json(path: &Path, process: &Process) -> Result<()> {
     write_json_atomically(path, process)
 }
 
-/// Writes `value` as JSON to `path`: temporary file with mode 0600, fsync, rename over `path`,
-/// fsync of the directory.
+/// Writes `value` as JSON to `path`: temporary file with mode 0600, renamed over `path`.
+///
+/// The rename means a reader never sees half a file, even if the writer dies midway. There
+/// is deliberately no fsync: bundle files describe live processes (a spec to start, a shim's
+/// pid, an exit status for the daemon to collect) and live under the state directory, which
+/// a host crash makes meaningless, since it kills every process they describe. Syncing them
+/// cost several disk flushes on every container start.
 pub fn write_json_atomically<T: Serialize + ?Sized>(path: &Path, value: &T) -> Result<()> {
     let bytes = serde_json::to_vec(value).map_err(|e| Error::parse("JSON to write", e))?;
     let (dir, name) = match (path.parent(), path.file_name()) {
@@ -113,9 +119,8 @@ pub fn write_json_atomically<T: Serialize + ?Sized>(path: &Path, value: &T) -> R
     let result = write_then_rename(&temporary, path, &bytes);
     if result.is_err() {
         let _ = std::fs::remove_file(&temporary);
-        return result;
     }
-    sync_dir(dir)
+    result
 }
 
 fn write_then_rename(temporary: &Path, path: &Path, bytes: &[u8]) -> Result<()> {
@@ -130,14 +135,7 @@ fn write_then_rename(temporary: &Path, path: &Path, bytes: &[u8]) -> Result<()> 
         .map_err(Error::io("set mode 0600 on", temporary))?;
     file.write_all(bytes)
         .map_err(Error::io("write", temporary))?;
-    file.sync_all().map_err(Error::io("fsync", temporary))?;
     std::fs::rename(temporary, path).map_err(Error::io("rename into place", path))
-}
-
-fn sync_dir(dir: &Path) -> Result<()> {
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(Error::io("fsync directory", dir))
 }
 
 /// Creates `dir` and missing parents with `mode`, and sets `mode` on `dir` if it existed.
