@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 
 pub use guard::MountGuard;
-pub use unmount::{unmount, unmount_all};
+pub use unmount::{detach_all, unmount, unmount_all};
 
 /// One mount as handed to clients (containerd's `containerd.types.Mount`):
 /// `mount -t <kind> <source> <target> -o <options joined by ','>`.

@@ -33,6 +33,13 @@ fn assert_nothing_left(daemon: &Daemon, namespace: &str) {
     assert_eq!(shim_sockets(daemon), Vec::<std::path::PathBuf>::new());
     let mounts = berth_tests::cleanup::mounts_under(&daemon.task_bundles_root());
     assert!(mounts.is_empty(), "mounts left behind: {mounts:?}");
+    if daemon.kind().is_berthd() {
+        // Deleted bundles wait in <state>/deleted until their shim has exited.
+        let parked = daemon.state().join("deleted");
+        berth_tests::steps::wait_until(SETTLE, "deleted bundles are removed", || {
+            std::fs::read_dir(&parked).map_or(true, |mut entries| entries.next().is_none())
+        });
+    }
 }
 
 #[test]
@@ -56,6 +63,21 @@ fn run_rm_prints_the_output_and_passes_the_exit_status_on() {
         ],
     );
     assert_eq!(hello, "hello\n");
+    // The same id again at once: the new task waits for the old one's shim to be gone.
+    let again = ctr_ok(
+        &daemon,
+        &[
+            "-n",
+            &ns,
+            "run",
+            "--rm",
+            BUSYBOX_NAME,
+            "t1",
+            "echo",
+            "again",
+        ],
+    );
+    assert_eq!(again, "again\n");
 
     let out = ctr(
         &daemon,

@@ -147,6 +147,7 @@ async fn serve(config: &DaemonConfig, readiness: &mut Readiness) -> Result<(), S
                 .unwrap_or(Ok(()))
         }
     };
+    task.finish_cleanup().await;
     if !events.flush(FINAL_EVENTS_WAIT).await {
         tracing::warn!(
             undelivered = events.pending(),

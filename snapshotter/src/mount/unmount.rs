@@ -3,6 +3,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use std::os::fd::OwnedFd;
+
+use rustix::fs::{Mode, OFlags};
 use rustix::io::Errno;
 use rustix::mount::UnmountFlags;
 
@@ -62,6 +65,43 @@ pub fn unmount_all(target: &Path) -> Result<()> {
         if let Some(err) = last_error {
             return Err(err);
         }
+    }
+    Err(Error::FailedPrecondition(format!(
+        "mounts under {} keep reappearing; gave up after {MAX_MOUNTS_REMOVED}",
+        target.display()
+    )))
+}
+
+/// Takes every mount at and below `target` out of the mount table at once (a lazy unmount)
+/// and returns a handle on the filesystem that was mounted at `target`, which stays alive
+/// until the handle is dropped. `None` when nothing was mounted there.
+///
+/// Why: when the last user of an overlay lets go of it, the kernel flushes its upper
+/// filesystem to disk before the unmount returns. A caller that must answer quickly (a
+/// shim deleting a task) detaches now, answers, and pays for the flush later by dropping
+/// the handle (or exiting). Nothing can reach the detached filesystem through a path.
+pub fn detach_all(target: &Path) -> Result<Option<OwnedFd>> {
+    let target = match std::fs::canonicalize(target) {
+        Ok(path) => path,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(err) => return Err(Error::io(format!("resolve {}", target.display()), err)),
+    };
+    if mounts_at_or_below(&target)?.is_empty() {
+        return Ok(None);
+    }
+    let pin = rustix::fs::open(
+        &target,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|err| Error::io(format!("open {}", target.display()), err))?;
+    for _ in 0..MAX_MOUNTS_REMOVED {
+        let candidates = mounts_at_or_below(&target)?;
+        let Some(point) = candidates.last() else {
+            return Ok(Some(pin));
+        };
+        rustix::mount::unmount(point, UnmountFlags::DETACH)
+            .map_err(|err| Error::io(format!("detach {}", point.display()), err))?;
     }
     Err(Error::FailedPrecondition(format!(
         "mounts under {} keep reappearing; gave up after {MAX_MOUNTS_REMOVED}",

@@ -8,6 +8,7 @@ use std::fs::{DirBuilder, Permissions};
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The container's OCI spec, exactly as the client stored it.
 pub const CONFIG_FILE: &str = "config.json";
@@ -58,6 +59,48 @@ impl Layout {
     /// Where the shim of task `id` in namespace `ns` listens.
     pub fn socket(&self, ns: &str, id: &str) -> PathBuf {
         berth_shim::client::socket_path(&self.state, ns, id)
+    }
+
+    /// `<state>/deleted`: bundles of deleted tasks wait here for their shim to exit before
+    /// they are removed, so the task's own path is free (and its container deletable) at
+    /// once. Anything here at startup is left over from a daemon that died meanwhile.
+    pub fn deleted_root(&self) -> PathBuf {
+        self.state.join("deleted")
+    }
+
+    /// Moves the bundle of deleted task `id` of `ns` into [`Layout::deleted_root`] under a
+    /// name of its own and returns where it went; if it cannot be moved, the bundle stays
+    /// where it is and that path is returned.
+    pub fn park_deleted_bundle(&self, ns: &str, id: &str) -> PathBuf {
+        static PARKED: AtomicU64 = AtomicU64::new(0);
+        let bundle = self.bundle(ns, id);
+        let parked = self.deleted_root().join(format!(
+            "{ns}.{id}.{}.{}",
+            std::process::id(),
+            PARKED.fetch_add(1, Ordering::Relaxed)
+        ));
+        let moved = ensure_dir(&self.deleted_root(), SOCKET_DIR_MODE)
+            .and_then(|()| std::fs::rename(&bundle, &parked));
+        match moved {
+            Ok(()) => parked,
+            Err(e) => {
+                tracing::warn!(bundle = %bundle.display(), error = %e, "could not move a deleted task's bundle aside");
+                bundle
+            }
+        }
+    }
+
+    /// Removes what deleted tasks left in [`Layout::deleted_root`] when a daemon died
+    /// before it finished removing them.
+    pub fn clear_deleted(&self) {
+        let Ok(entries) = std::fs::read_dir(self.deleted_root()) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            if let Err(e) = remove_bundle(&entry.path()) {
+                tracing::warn!(error = %e, "could not remove a leftover deleted bundle");
+            }
+        }
     }
 
     /// Creates the shim socket directory (0700) if it is missing.

@@ -77,6 +77,7 @@ impl TaskManager {
     /// caller goes away midway.
     pub async fn create(&self, new: NewTask) -> Result<u32, TaskError> {
         let reservation = self.reserve(&new.namespace, &new.id)?;
+        self.wait_for_teardown(&new.namespace, &new.id).await;
         let manager = self.clone();
         tokio::spawn(async move { manager.create_reserved(new, reservation).await })
             .await

@@ -1,6 +1,15 @@
 //! Deleting a task: the shim deletes the container and reports the exit, berthd shuts the
 //! shim down and removes the bundle and socket — nothing of the task is left.
+//!
+//! The reply does not wait for the shim to exit: the shim detaches the container's root
+//! filesystem (it is gone from the mount table at once) but the kernel flushes the
+//! overlay's upper filesystem only when the shim exits and lets go of it, which costs a
+//! disk flush (tens of milliseconds on a busy disk). So the bundle is moved aside into
+//! `<state>/deleted/` (the container counts as task-less at once), and waiting for the
+//! shim's exit and removing the bundle run after the reply, as a teardown that a new task of
+//! the same id waits for before it takes the id's socket path.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -70,6 +79,38 @@ impl TaskManager {
         }
     }
 
+    /// Waits for the shut-down shim to exit (killing it if it lingers), then removes the
+    /// bundle and socket, without holding up the Delete reply. Until this finishes, a new
+    /// task of the same id waits in [`TaskManager::wait_for_teardown`].
+    fn tear_down_after_reply(&self, task: Arc<LiveTask>, bundle: PathBuf, shim_pid: Option<i32>) {
+        let done = self.begin_teardown(&task.namespace, &task.id);
+        let runtime_state = self
+            .inner
+            .layout
+            .runtime_root(&task.namespace)
+            .join(&task.id);
+        tokio::spawn(async move {
+            // No shim outlives its deleted task, and none still holds the socket path when
+            // a new task of the same id binds it.
+            if let Some(pid) = shim_pid {
+                stop_process(pid, SHIM_EXIT_WAIT).await;
+            }
+            // The shim runs the runtime's delete after its reply; if that failed, say so
+            // here, where the log outlives the bundle.
+            if runtime_state.exists() {
+                tracing::error!(id = %task.id, state = %runtime_state.display(),
+                    "the runtime's state of a deleted task is still there; the runtime's delete failed (see the runtime's log)");
+            }
+            if let Err(e) = bundle::remove_bundle(&bundle) {
+                tracing::error!(id = %task.id, error = %e, "could not remove a deleted task's bundle");
+            }
+            if let Err(e) = bundle::remove_file_if_present(&task.socket) {
+                tracing::warn!(id = %task.id, error = %e, "could not remove a deleted task's socket");
+            }
+            drop(done);
+        });
+    }
+
     async fn delete_live(&self, task: Arc<LiveTask>) -> Result<DeletedTask, TaskError> {
         let reply = task
             .client()
@@ -107,17 +148,11 @@ impl TaskManager {
             }
             Err(_) => tracing::warn!(id = %task.id, "shim did not acknowledge shutdown in time"),
         }
-        // No shim outlives its deleted task, and none still holds the socket path when a
-        // new task of the same id may bind it.
-        if let Some(pid) = shim_pid {
-            stop_process(pid, SHIM_EXIT_WAIT).await;
-        }
-        if let Err(e) = bundle::remove_bundle(&task.bundle) {
-            tracing::error!(id = %task.id, error = %e, "could not remove a deleted task's bundle");
-        }
-        if let Err(e) = bundle::remove_file_if_present(&task.socket) {
-            tracing::warn!(id = %task.id, error = %e, "could not remove a deleted task's socket");
-        }
+        let parked = self
+            .inner
+            .layout
+            .park_deleted_bundle(&task.namespace, &task.id);
+        self.tear_down_after_reply(task.clone(), parked, shim_pid);
         tracing::info!(namespace = %task.namespace, id = %task.id, "task deleted");
         Ok(DeletedTask {
             pid: reply.pid,

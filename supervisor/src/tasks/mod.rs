@@ -27,6 +27,8 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use tokio::sync::watch;
+
 use crate::events::EventBus;
 use bundle::Layout;
 
@@ -77,6 +79,33 @@ struct Inner {
     events: EventBus,
     /// Held only to look up or change entries, never across a call to a shim.
     tasks: Mutex<HashMap<TaskKey, Slot>>,
+    /// Deleted tasks whose shim exit and bundle removal still run; each receiver sees its
+    /// sender dropped when that teardown is over.
+    teardowns: Mutex<HashMap<TaskKey, watch::Receiver<()>>>,
+}
+
+/// Held by a running teardown; dropping it tells waiters the id's paths are free.
+pub(crate) struct TeardownDone {
+    manager: TaskManager,
+    key: TaskKey,
+    /// Dropped after the entry is removed, which ends the waiters' wait.
+    _sender: watch::Sender<()>,
+}
+
+impl Drop for TeardownDone {
+    fn drop(&mut self) {
+        // One teardown per id at a time: a new task of the id waits for this one before it
+        // can exist, let alone be deleted. The sender drops after this, waking waiters.
+        lock(&self.manager.inner.teardowns).remove(&self.key);
+    }
+}
+
+/// Locks a map whose every change is one insert or remove, so a poisoned lock still
+/// guards a consistent map.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn key(ns: &str, id: &str) -> TaskKey {
@@ -99,17 +128,37 @@ impl TaskManager {
                 layout,
                 events,
                 tasks: Mutex::new(HashMap::new()),
+                teardowns: Mutex::new(HashMap::new()),
             }),
+        }
+    }
+
+    /// Records that the task `id` of `ns` is being torn down; the teardown ends when the
+    /// returned guard is dropped.
+    pub(crate) fn begin_teardown(&self, ns: &str, id: &str) -> TeardownDone {
+        let (sender, receiver) = watch::channel(());
+        lock(&self.inner.teardowns).insert(key(ns, id), receiver);
+        TeardownDone {
+            manager: self.clone(),
+            key: key(ns, id),
+            _sender: sender,
+        }
+    }
+
+    /// Waits until no teardown of a deleted task `id` of `ns` is running, so a new task of
+    /// that id does not race the old one's shim exit and bundle removal.
+    pub(crate) async fn wait_for_teardown(&self, ns: &str, id: &str) {
+        let pending = lock(&self.inner.teardowns).get(&key(ns, id)).cloned();
+        if let Some(mut receiver) = pending {
+            // Ends with an error once the sender is dropped: that is the signal.
+            while receiver.changed().await.is_ok() {}
         }
     }
 
     fn registry(&self) -> MutexGuard<'_, HashMap<TaskKey, Slot>> {
         // A panic while holding the lock cannot leave a half-made entry: every change is
         // one insert or remove, so a poisoned map is still consistent.
-        self.inner
-            .tasks
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.inner.tasks)
     }
 
     /// The task `id` of namespace `ns` (a task still being created is not found yet).

@@ -46,6 +46,7 @@ impl TaskManager {
     /// dead task without one is cleaned up but not kept, since no client could delete it.
     pub async fn recover(&self, has_container: impl Fn(&str, &str) -> bool) -> RecoveryReport {
         let started = Instant::now();
+        self.inner.layout.clear_deleted();
         let found = match bundle::scan(&self.inner.layout.tasks_root()) {
             Ok(found) => found,
             Err(e) => {

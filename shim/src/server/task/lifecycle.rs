@@ -285,7 +285,7 @@ impl Task {
         if !exec_id.is_empty() {
             return self.delete_exec(exec_id);
         }
-        let (runtime, exit_watch, pid) = {
+        let (runtime, exit_watch, pid, exited) = {
             let mut state = self.lock();
             let init = self.process_mut(&mut state, "")?;
             if matches!(init.phase, Phase::Running | Phase::Paused) {
@@ -296,20 +296,42 @@ impl Task {
             }
             let watch = init.watch_exit();
             let pid = init.pid;
+            let exited = init.exit().is_some();
             let runtime = state.runtime.clone().ok_or_else(|| self.not_created())?;
-            (runtime, watch, pid)
+            (runtime, watch, pid, exited)
         };
         let id = self.id().to_string();
         let rootfs = self.identity.rootfs();
-        tokio::task::spawn_blocking(move || -> Result<(), ShimError> {
-            match runtime.delete(&id, false) {
+        // The root filesystem is detached, not unmounted: it leaves the mount table now,
+        // and the flush of its upper layer waits until the shim exits after replying.
+        let (rootfs_pin, runtime_cleanup) = if exited {
+            // The init is gone, so nothing runs in the container: the runtime's own
+            // cleanup (its state dir, the cgroup) is not something the client waits on.
+            // It runs after the reply; the shim finishes it before it exits, and a new task
+            // of this id waits for that exit.
+            let pin =
+                tokio::task::spawn_blocking(move || berth_snapshot::mount::detach_all(&rootfs))
+                    .await??;
+            let cleanup = tokio::task::spawn_blocking(move || match runtime.delete(&id, false) {
                 Ok(()) | Err(berth_runtime::Error::NotFound { .. }) => {}
-                Err(error) => return Err(error.into()),
-            }
-            berth_snapshot::mount::unmount_all(&rootfs)?;
-            Ok(())
-        })
-        .await??;
+                Err(error) => {
+                    tracing::error!(%error, "the runtime could not delete the exited container")
+                }
+            });
+            (pin, Some(cleanup))
+        } else {
+            // Created but never started: the runtime's delete kills the init, whose exit
+            // is the one to report, so it must run first.
+            let pin = tokio::task::spawn_blocking(move || -> Result<_, ShimError> {
+                match runtime.delete(&id, false) {
+                    Ok(()) | Err(berth_runtime::Error::NotFound { .. }) => {}
+                    Err(error) => return Err(error.into()),
+                }
+                Ok(berth_snapshot::mount::detach_all(&rootfs)?)
+            })
+            .await??;
+            (pin, None)
+        };
         // A created init is killed by the runtime's delete; give the reaper a moment.
         let exit = tokio::time::timeout(DELETE_EXIT_WAIT, wait_for_exit(exit_watch))
             .await
@@ -323,6 +345,8 @@ impl Task {
 
         let mut state = self.lock();
         state.deleted = true;
+        state.detached_rootfs = rootfs_pin;
+        state.runtime_cleanup = runtime_cleanup;
         if let Some(watch) = state.oom_watch.take() {
             watch.abort();
         }

@@ -16,6 +16,7 @@ mod exec;
 mod lifecycle;
 
 use std::collections::{BTreeMap, VecDeque};
+use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
@@ -60,6 +61,12 @@ struct TaskState {
     consoles: u32,
     /// Watches the container's cgroup for OOM kills.
     oom_watch: Option<JoinHandle<()>>,
+    /// The deleted task's root filesystem, detached from the mount table; held until the
+    /// shim exits so the kernel's flush of it does not delay the Delete reply.
+    detached_rootfs: Option<OwnedFd>,
+    /// The runtime's delete of an exited container, still running after the Delete reply;
+    /// awaited before the shim exits.
+    runtime_cleanup: Option<JoinHandle<()>>,
 }
 
 impl TaskState {
@@ -148,6 +155,15 @@ impl Task {
     /// Completes when Shutdown allowed the shim to exit.
     pub(crate) async fn shutdown_requested(&self) {
         self.shutdown.notified().await;
+    }
+
+    /// Waits for cleanup that a Delete left running after its reply (the runtime's delete
+    /// of the exited container), so the shim never exits before it is done.
+    pub(crate) async fn finish_cleanup(&self) {
+        let pending = self.lock().runtime_cleanup.take();
+        if let Some(cleanup) = pending {
+            let _ = cleanup.await;
+        }
     }
 
     /// The runtime of a created task.
