@@ -9,6 +9,9 @@ packages=(
   containerd        # its `ctr` is the independent client in tests; its daemon the benchmark baseline
   busybox-static    # the test images are built from the host's static busybox
   util-linux        # mount/umount
+  docker-registry   # the local registry the pull/push tests run against
+  skopeo            # puts test images into that registry
+  openssl           # self-signed certificate for the HTTPS registry test
 )
 missing=()
 for p in "${packages[@]}"; do

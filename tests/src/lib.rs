@@ -15,10 +15,12 @@ pub mod events;
 pub mod fixtures;
 pub mod ids;
 pub mod processes;
+pub mod registry;
 pub mod snapshot_mount;
 pub mod steps;
 pub mod tasks;
 pub mod terminal;
+pub mod token_proxy;
 
 pub use ctr::{ctr, ctr_fails, ctr_ok};
 pub use daemon::{Daemon, DaemonKind};

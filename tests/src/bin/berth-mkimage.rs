@@ -3,15 +3,19 @@
 //! ```text
 //! berth-mkimage busybox OUT.tar [NAME]     one layer from the host's /bin/busybox
 //! berth-mkimage layers N OUT.tar [NAME]    N layers with whiteouts and opaque dirs
+//! berth-mkimage multiarch OUT.tar [NAME]   an index of linux/amd64 (busybox) and linux/arm64
 //! ```
 
 use std::path::Path;
 
 use anyhow::{bail, Context};
-use berth_tests::fixtures::{busybox_oci_archive, many_layers_archive, BuiltImage};
+use berth_tests::fixtures::{
+    busybox_oci_archive, many_layers_archive, multiarch_oci_archive, BuiltImage, MultiarchImage,
+};
 
-const USAGE: &str =
-    "usage: berth-mkimage busybox OUT.tar [NAME]\n       berth-mkimage layers N OUT.tar [NAME]";
+const USAGE: &str = "usage: berth-mkimage busybox OUT.tar [NAME]\n       \
+                     berth-mkimage layers N OUT.tar [NAME]\n       \
+                     berth-mkimage multiarch OUT.tar [NAME]";
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -34,6 +38,16 @@ fn main() -> anyhow::Result<()> {
                 .with_context(|| format!("writing {out}"))?
                 .0
         }
+        ["multiarch", out, rest @ ..] if rest.len() <= 1 => {
+            let name = rest
+                .first()
+                .copied()
+                .unwrap_or("localhost/multiarch:latest");
+            let image = multiarch_oci_archive(Path::new(out), name)
+                .with_context(|| format!("writing {out}"))?;
+            report_multiarch(&image);
+            return Ok(());
+        }
         _ => bail!("{USAGE}"),
     };
     report(&image);
@@ -46,5 +60,15 @@ fn report(image: &BuiltImage) {
     println!("manifest: {}", image.manifest_digest);
     println!("config: {}", image.config_digest);
     println!("layers: {}", image.layer_digests.len());
+    println!("size: {}", image.total_size());
+}
+
+/// Prints what a multi-platform archive holds, one `key: value` a line.
+fn report_multiarch(image: &MultiarchImage) {
+    println!("name: {}", image.name);
+    println!("index: {}", image.index_digest);
+    for (platform, built) in &image.images {
+        println!("manifest {platform}: {}", built.manifest_digest);
+    }
     println!("size: {}", image.total_size());
 }
