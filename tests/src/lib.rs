@@ -7,6 +7,8 @@
 
 #![warn(missing_docs)]
 
+pub mod berthctl;
+pub mod berthctl_tasks;
 pub mod cleanup;
 pub mod containerd_config;
 pub mod ctr;
