@@ -112,7 +112,7 @@ median() { sort -n | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else prin
 build_task_binaries() {
   [ -z "${BENCH_NO_BUILD:-}" ] || return 0
   (cd "$REPO" && cargo build --release -q -p berthd && cargo build --release -q -p berth-shim &&
-    cargo build --release -q -p berth-tests --bins)
+    cargo build --release -q -p berth-tests --bins && cargo build --release -q -p berthctl)
 }
 
 # unique_namespace -> a namespace no other run uses. containerd keeps its runc root and shim
@@ -202,4 +202,142 @@ runc_bundle_from_archive() {
   runc spec --bundle "$dir"
   jq '.process.terminal = false | .process.args = ["true"]' "$dir/config.json" >"$dir/config.json.new"
   mv "$dir/config.json.new" "$dir/config.json"
+}
+
+# ---- Helpers for the pull benchmark (pull.sh) ----
+
+BERTHCTL=${BERTHCTL:-$REPO/target/release/berthctl}
+
+# ensure_minbase_archive: makes (once, cached in $BENCH_CACHE) the Debian bookworm minbase
+# rootfs with debootstrap (needs the Debian mirror), its gzip layer
+# $BENCH_CACHE/minbase-layer.tar.gz and the one-layer OCI archive $BENCH_CACHE/minbase.tar
+# named localhost/minbase:latest.
+ensure_minbase_archive() {
+  BENCH_CACHE=${BENCH_CACHE:-/var/cache/berth-bench}
+  mkdir -p "$BENCH_CACHE"
+  if [ ! -f "$BENCH_CACHE/minbase-layer.tar.gz" ]; then
+    if [ ! -x "$BENCH_CACHE/rootfs/bin/sh" ]; then
+      command -v debootstrap >/dev/null || apt-get install -y -q debootstrap
+      debootstrap --variant=minbase bookworm "$BENCH_CACHE/rootfs" http://deb.debian.org/debian >"$BENCH_CACHE/debootstrap.log"
+    fi
+    # What a published minbase image leaves out: downloaded packages and package lists.
+    rm -rf "$BENCH_CACHE"/rootfs/var/cache/apt/archives/*.deb "$BENCH_CACHE"/rootfs/var/lib/apt/lists/*_* "$BENCH_CACHE"/rootfs/var/cache/apt/*.bin
+    tar --numeric-owner --xattrs -C "$BENCH_CACHE/rootfs" -cf - . | gzip -6 >"$BENCH_CACHE/minbase-layer.tar.gz.tmp"
+    mv "$BENCH_CACHE/minbase-layer.tar.gz.tmp" "$BENCH_CACHE/minbase-layer.tar.gz"
+  fi
+  [ -f "$BENCH_CACHE/minbase.tar" ] ||
+    oci_archive_from_layer "$BENCH_CACHE/minbase-layer.tar.gz" localhost/minbase:latest "$BENCH_CACHE/minbase.tar"
+}
+
+# layer_from_host_dirs OUT.tar.gz DIR...: a gzip layer of the host's directories DIR (absolute
+# paths, kept at the same place in the layer), made once: an existing OUT is reused.
+layer_from_host_dirs() {
+  local out=$1 d
+  shift
+  [ -f "$out" ] && return 0
+  local rel=()
+  for d in "$@"; do rel+=("${d#/}"); done
+  tar --numeric-owner --xattrs -C / -cf - "${rel[@]}" | gzip -6 >"$out.tmp"
+  mv "$out.tmp" "$out"
+}
+
+# oci_archive_from_layers NAME OUT.tar LAYER.tar.gz...: a linux/amd64 OCI image archive of
+# the gzip layers, bottom first, named NAME.
+oci_archive_from_layers() {
+  local name=$1 out=$2 work layer dig size diffid diff_ids="" layers="" cdig csize mdig msize
+  shift 2
+  work=$(mktemp -d)
+  mkdir -p "$work/blobs/sha256"
+  for layer in "$@"; do
+    dig=$(sha256sum "$layer" | cut -d' ' -f1)
+    size=$(stat -c %s "$layer")
+    diffid=$(zcat "$layer" | sha256sum | cut -d' ' -f1)
+    cp "$layer" "$work/blobs/sha256/$dig"
+    diff_ids+="${diff_ids:+,}\"sha256:$diffid\""
+    layers+="${layers:+,}{\"mediaType\":\"application/vnd.oci.image.layer.v1.tar+gzip\",\"digest\":\"sha256:$dig\",\"size\":$size}"
+  done
+  printf '{"architecture":"amd64","os":"linux","config":{"Env":["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],"Cmd":["sh"]},"rootfs":{"type":"layers","diff_ids":[%s]}}' \
+    "$diff_ids" >"$work/config.json"
+  cdig=$(sha256sum "$work/config.json" | cut -d' ' -f1)
+  csize=$(stat -c %s "$work/config.json")
+  mv "$work/config.json" "$work/blobs/sha256/$cdig"
+  printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:%s","size":%s},"layers":[%s]}' \
+    "$cdig" "$csize" "$layers" >"$work/manifest.json"
+  mdig=$(sha256sum "$work/manifest.json" | cut -d' ' -f1)
+  msize=$(stat -c %s "$work/manifest.json")
+  mv "$work/manifest.json" "$work/blobs/sha256/$mdig"
+  printf '{"imageLayoutVersion":"1.0.0"}' >"$work/oci-layout"
+  printf '{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:%s","size":%s,"annotations":{"io.containerd.image.name":"%s","org.opencontainers.image.ref.name":"latest"},"platform":{"architecture":"amd64","os":"linux"}}]}' \
+    "$mdig" "$msize" "$name" >"$work/index.json"
+  tar -C "$work" -cf "$out.tmp" oci-layout index.json blobs
+  mv "$out.tmp" "$out"
+  rm -rf "$work"
+}
+
+# free_tcp_port: a port in 20000-60999 nothing listened on a moment ago.
+free_tcp_port() {
+  local port
+  while :; do
+    port=$(shuf -i 20000-60999 -n 1)
+    [ -z "$(ss -Hltn "sport = :$port")" ] && echo "$port" && return 0
+  done
+}
+
+# registry_answers ADDR: whether the registry at ADDR (127.0.0.1:PORT) answers GET /v2/.
+registry_answers() {
+  local status
+  { exec 3<>"/dev/tcp/${1%:*}/${1##*:}"; } 2>/dev/null || return 1
+  printf 'GET /v2/ HTTP/1.0\r\nHost: %s\r\n\r\n' "$1" >&3
+  read -r -t 2 _ status _ <&3 || status=
+  exec 3<&-
+  [ "$status" = 200 ]
+}
+
+# start_registry DIR: Debian's docker-registry on 127.0.0.1:<free port>, storage and config
+# under DIR; sets REGISTRY_PID and REGISTRY_ADDR once it answers /v2/.
+start_registry() {
+  local dir=$1 attempt
+  mkdir -p "$dir/storage"
+  for attempt in 1 2 3 4 5; do
+    REGISTRY_ADDR=127.0.0.1:$(free_tcp_port)
+    cat >"$dir/config.yml" <<YAML
+version: 0.1
+log:
+  level: error
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: $dir/storage
+http:
+  addr: $REGISTRY_ADDR
+  secret: berth-bench-$$
+YAML
+    docker-registry serve "$dir/config.yml" >>"$dir/registry.log" 2>&1 &
+    REGISTRY_PID=$!
+    for _ in $(seq 100); do
+      registry_answers "$REGISTRY_ADDR" && return 0
+      kill -0 "$REGISTRY_PID" 2>/dev/null || break
+      sleep 0.05
+    done
+    stop_registry
+    echo "docker-registry did not start on $REGISTRY_ADDR (attempt $attempt)" >&2
+  done
+  tail -20 "$dir/registry.log" >&2
+  return 1
+}
+
+# stop_registry: stops the registry start_registry started (its pid only).
+stop_registry() {
+  [ -n "${REGISTRY_PID:-}" ] || return 0
+  kill "$REGISTRY_PID" 2>/dev/null || true
+  wait "$REGISTRY_PID" 2>/dev/null || true
+  REGISTRY_PID=
+}
+
+# push_archive_to_registry ARCHIVE REPO:TAG: copies the OCI archive's image to
+# $REGISTRY_ADDR/REPO:TAG with skopeo over plain HTTP, digests kept.
+push_archive_to_registry() {
+  skopeo --insecure-policy copy --quiet --preserve-digests --dest-tls-verify=false \
+    --dest-no-creds "oci-archive:$1" "docker://$REGISTRY_ADDR/$2"
 }

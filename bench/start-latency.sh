@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Benchmark: start latency of `ctr run --rm localhost/busybox:latest <id> true` against berthd
-# and containerd side by side, each on its own temp root with the busybox image imported, with
-# a bare `runc run` of an equivalent bundle (the same image's rootfs, `runc spec`'s config
-# running `true`) as the floor. Prints the median and p90 of each, each daemon's overhead
-# beyond bare runc, and the ratio of berthd's overhead to containerd's (target <= 0.5).
+# Benchmark: start latency of `run --rm localhost/busybox:latest <id> true`: Debian's ctr
+# against berthd and against containerd, and berthctl against berthd, side by side, each
+# daemon on its own temp root with the busybox image imported, with a bare `runc run` of an
+# equivalent bundle (the same image's rootfs, `runc spec`'s config running `true`) as the
+# floor. Prints the median and p90 of each, each one's overhead beyond bare runc, and the
+# ratios of berth's overhead to containerd's (target <= 0.5): berth with the same client
+# (ctr), and berth as shipped (berthctl) against containerd as shipped (ctr).
 #
 #   bench/start-latency.sh [ROUNDS]        (as root; default 20 rounds; builds in release mode)
 #
@@ -54,6 +56,10 @@ start_once() {
     t0=$EPOCHREALTIME
     runc --root "$WORK/runc-root" run --bundle "$WORK/bundle" "bare-$$-$round" >/dev/null </dev/null
     t1=$EPOCHREALTIME
+  elif [ "$who" = berthctl ]; then
+    t0=$EPOCHREALTIME
+    "$REPO/target/release/berthctl" --address "${SOCKS[berthd]}" -n "$NS" run --rm localhost/busybox:latest "latb-$round" true >/dev/null </dev/null
+    t1=$EPOCHREALTIME
   else
     t0=$EPOCHREALTIME
     ctr --address "${SOCKS[$who]}" -n "$NS" run --rm localhost/busybox:latest "lat-$round" true >/dev/null </dev/null
@@ -62,11 +68,13 @@ start_once() {
   ms_between "$t0" "$t1"
 }
 
-for who in runc berthd containerd; do start_once "$who" warmup >/dev/null; done
+ALL="runc berthd berthctl containerd"
+for who in $ALL; do start_once "$who" warmup >/dev/null; done
 
-ORDERS=("runc berthd containerd" "berthd containerd runc" "containerd runc berthd")
+ORDERS=("runc berthd berthctl containerd" "berthd berthctl containerd runc"
+  "berthctl containerd runc berthd" "containerd runc berthd berthctl")
 for r in $(seq "$ROUNDS"); do
-  for who in ${ORDERS[$((r % 3))]}; do
+  for who in ${ORDERS[$((r % 4))]}; do
     ms=$(start_once "$who" "$r")
     echo "$ms" >>"$WORK/$who.ms"
     printf 'round %2d %-10s %8.1f ms\n' "$r" "$who" "$ms"
@@ -74,15 +82,20 @@ for r in $(seq "$ROUNDS"); do
 done
 
 declare -A MED=() P90=()
-for who in runc berthd containerd; do
+for who in $ALL; do
   MED[$who]=$(median <"$WORK/$who.ms")
   P90[$who]=$(percentile 90 <"$WORK/$who.ms")
   printf '%-10s median %7.1f ms   p90 %7.1f ms   (%d rounds)\n' "$who" "${MED[$who]}" "${P90[$who]}" "$ROUNDS"
 done
+printf '(berthd = ctr against berthd; berthctl = berthctl against berthd)\n'
+bc_over=$(awk -v a="${MED[berthctl]}" -v b="${MED[runc]}" 'BEGIN { printf "%.1f", a - b }')
+bc_over90=$(awk -v a="${P90[berthctl]}" -v b="${P90[runc]}" 'BEGIN { printf "%.1f", a - b }')
 b_over=$(awk -v a="${MED[berthd]}" -v b="${MED[runc]}" 'BEGIN { printf "%.1f", a - b }')
 c_over=$(awk -v a="${MED[containerd]}" -v b="${MED[runc]}" 'BEGIN { printf "%.1f", a - b }')
 b_over90=$(awk -v a="${P90[berthd]}" -v b="${P90[runc]}" 'BEGIN { printf "%.1f", a - b }')
 c_over90=$(awk -v a="${P90[containerd]}" -v b="${P90[runc]}" 'BEGIN { printf "%.1f", a - b }')
 echo "overhead beyond bare runc (median): berthd $b_over ms, containerd $c_over ms"
 echo "overhead beyond bare runc (p90):    berthd $b_over90 ms, containerd $c_over90 ms"
-echo "start latency: overhead ratio berthd/containerd $(ratio "$b_over" "$c_over") (median), $(ratio "$b_over90" "$c_over90") (p90) (target <= 0.5)"
+echo "overhead beyond bare runc, berthctl: $bc_over ms (median), $bc_over90 ms (p90)"
+echo "start latency, same client (ctr): overhead ratio berthd/containerd $(ratio "$b_over" "$c_over") (median), $(ratio "$b_over90" "$c_over90") (p90) (target <= 0.5)"
+echo "start latency, as shipped (berthctl vs ctr): overhead ratio $(ratio "$bc_over" "$c_over") (median), $(ratio "$bc_over90" "$c_over90") (p90) (target <= 0.5)"
