@@ -42,7 +42,9 @@ pub(crate) fn apply_label_update(
     let mut updated = labels.clone();
     for path in fieldpaths {
         if let Some(key) = path.strip_prefix("labels.") {
-            match requested.get(key) {
+            // An empty value removes the label, as `ctr snapshots label <key> <name>=` means
+            // and as containerd stores it (it never keeps an empty label).
+            match requested.get(key).filter(|value| !value.is_empty()) {
                 Some(value) => updated.insert(key.to_string(), value.clone()),
                 None => updated.remove(key),
             };
@@ -85,6 +87,13 @@ mod tests {
         let requested = map(&[("a", "9"), ("z", "ignored")]);
         let out = apply_label_update(&now, &requested, &paths(&["labels.a", "labels.b"])).unwrap();
         assert_eq!(out, map(&[("a", "9")]));
+    }
+
+    #[test]
+    fn an_empty_value_removes_the_label() {
+        let now = map(&[("a", "1"), ("b", "2")]);
+        let out = apply_label_update(&now, &map(&[("a", "")]), &paths(&["labels.a"])).unwrap();
+        assert_eq!(out, map(&[("b", "2")]));
     }
 
     #[test]
