@@ -1,9 +1,8 @@
 //! Undoing mounts: the top one on a directory, or everything at and below it.
 
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-
-use std::os::fd::OwnedFd;
 
 use rustix::fs::{Mode, OFlags};
 use rustix::io::Errno;
@@ -40,36 +39,21 @@ pub fn unmount(target: &Path) -> Result<()> {
 /// Unmounts every mount on `target` and below it, deepest and most recent first, until
 /// nothing is mounted there. Succeeds when nothing was mounted, or `target` does not exist.
 pub fn unmount_all(target: &Path) -> Result<()> {
-    let target = match std::fs::canonicalize(target) {
-        Ok(path) => path,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(err) => return Err(Error::io(format!("resolve {}", target.display()), err)),
+    let Some(target) = resolve_target(target)? else {
+        return Ok(());
     };
-    for _ in 0..MAX_MOUNTS_REMOVED {
-        let candidates = mounts_at_or_below(&target)?;
-        if candidates.is_empty() {
-            return Ok(());
-        }
+    remove_mounts_below(&target, |candidates| {
         // Normally the last candidate goes first; one hidden under a mount stacked on top
         // of it refuses (EINVAL), so fall back to the next until one is removed.
         let mut last_error = None;
         for point in candidates.iter().rev() {
             match unmount(point) {
-                Ok(()) => {
-                    last_error = None;
-                    break;
-                }
+                Ok(()) => return Ok(()),
                 Err(err) => last_error = Some(err),
             }
         }
-        if let Some(err) = last_error {
-            return Err(err);
-        }
-    }
-    Err(Error::FailedPrecondition(format!(
-        "mounts under {} keep reappearing; gave up after {MAX_MOUNTS_REMOVED}",
-        target.display()
-    )))
+        last_error.map_or(Ok(()), Err)
+    })
 }
 
 /// Takes every mount at and below `target` out of the mount table at once (a lazy unmount)
@@ -81,10 +65,8 @@ pub fn unmount_all(target: &Path) -> Result<()> {
 /// shim deleting a task) detaches now, answers, and pays for the flush later by dropping
 /// the handle (or exiting). Nothing can reach the detached filesystem through a path.
 pub fn detach_all(target: &Path) -> Result<Option<OwnedFd>> {
-    let target = match std::fs::canonicalize(target) {
-        Ok(path) => path,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(err) => return Err(Error::io(format!("resolve {}", target.display()), err)),
+    let Some(target) = resolve_target(target)? else {
+        return Ok(None);
     };
     if mounts_at_or_below(&target)?.is_empty() {
         return Ok(None);
@@ -95,13 +77,36 @@ pub fn detach_all(target: &Path) -> Result<Option<OwnedFd>> {
         Mode::empty(),
     )
     .map_err(|err| Error::io(format!("open {}", target.display()), err))?;
+    remove_mounts_below(&target, |candidates| match candidates.last() {
+        // A lazy unmount of the topmost takes everything below it along.
+        Some(point) => rustix::mount::unmount(point, UnmountFlags::DETACH)
+            .map_err(|err| Error::io(format!("detach {}", point.display()), err)),
+        None => Ok(()),
+    })?;
+    Ok(Some(pin))
+}
+
+/// `target` with symlinks resolved (mountinfo lists real paths); `None` if it is gone.
+fn resolve_target(target: &Path) -> Result<Option<PathBuf>> {
+    match std::fs::canonicalize(target) {
+        Ok(path) => Ok(Some(path)),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(err) => Err(Error::io(format!("resolve {}", target.display()), err)),
+    }
+}
+
+/// Calls `remove_one` with the mounts at or below `target` (see [`mounts_at_or_below`])
+/// until there are none, giving up after [`MAX_MOUNTS_REMOVED`] rounds.
+fn remove_mounts_below(
+    target: &Path,
+    mut remove_one: impl FnMut(&[PathBuf]) -> Result<()>,
+) -> Result<()> {
     for _ in 0..MAX_MOUNTS_REMOVED {
-        let candidates = mounts_at_or_below(&target)?;
-        let Some(point) = candidates.last() else {
-            return Ok(Some(pin));
-        };
-        rustix::mount::unmount(point, UnmountFlags::DETACH)
-            .map_err(|err| Error::io(format!("detach {}", point.display()), err))?;
+        let candidates = mounts_at_or_below(target)?;
+        if candidates.is_empty() {
+            return Ok(());
+        }
+        remove_one(&candidates)?;
     }
     Err(Error::FailedPrecondition(format!(
         "mounts under {} keep reappearing; gave up after {MAX_MOUNTS_REMOVED}",
