@@ -222,6 +222,14 @@ async fn the_tasks_runtime_binary_is_used_and_a_missing_one_is_a_clear_error() {
         ..Options::default()
     }));
     assert_eq!(run_to_completion(&mut client, request).await, 0);
+    // The runtime's delete of an exited container runs just after the Delete reply.
+    let logged_delete = || {
+        std::fs::read_to_string(&calls)
+            .unwrap_or_default()
+            .lines()
+            .any(|line| line.contains(" delete "))
+    };
+    eventually(Duration::from_secs(10), logged_delete);
     let calls = std::fs::read_to_string(&calls).unwrap();
     for subcommand in ["create", "start", "delete"] {
         assert!(

@@ -340,6 +340,9 @@ fn run_uses_the_runtime_binary_it_is_given() {
         ],
     );
     assert_eq!(out, "wrapped\n");
+    // The shim runs the runtime's delete after its Delete reply and before it exits: once
+    // nothing is left (every shim gone), the log is complete.
+    assert_nothing_left(&daemon, &ns);
     let logged = read_calls(&log);
     for verb in ["create", "start", "delete"] {
         assert!(
@@ -374,6 +377,8 @@ fn run_uses_the_runtime_binary_it_is_given() {
     wait_for_task_status(&daemon, &ns, "w2", "STOPPED", SETTLE);
     ctr_ok(&daemon, &["-n", &ns, "tasks", "rm", "w2"]);
     ctr_ok(&daemon, &["-n", &ns, "containers", "rm", "w2"]);
+    // Every shim gone means the runtime's delete (run after the reply) is logged too.
+    assert_nothing_left(&daemon, &ns);
     let logged = read_calls(&log);
     for verb in ["create", "start", "exec", "kill", "delete"] {
         let found = logged
@@ -381,7 +386,6 @@ fn run_uses_the_runtime_binary_it_is_given() {
             .any(|args| args.iter().any(|a| a == verb) && args.iter().any(|a| a == "w2"));
         assert!(found, "no `{verb}` of w2 in {logged:#?}");
     }
-    assert_nothing_left(&daemon, &ns);
 }
 
 #[test]
