@@ -9,9 +9,11 @@ use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::Path;
 use std::process::Stdio as ProcessStdio;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::binary::resolve_binary;
 use crate::error::{Error, Result};
+use crate::exec_fifo;
 use crate::id::validate_container_id;
 use crate::invocation::Invoker;
 use crate::monitor::{DirectMonitor, ProcessMonitor};
@@ -22,6 +24,10 @@ use crate::version::Version;
 
 /// Highest signal number accepted by [`Runtime::kill`] (real-time signals included).
 const MAX_SIGNAL: i32 = 64;
+
+/// How long a created init has to take the go-ahead of [`Runtime::start_through_exec_fifo`]
+/// (it is blocked waiting for it, so this only bounds a wedged init).
+const EXEC_FIFO_START_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A configured OCI runtime binary with its own state root.
 #[derive(Debug, Clone)]
@@ -91,6 +97,17 @@ impl Runtime {
     /// `start`: runs the user process of a created container.
     pub fn start(&self, id: &str) -> Result<()> {
         self.simple("start", id, &[])
+    }
+
+    /// Starts created container `id`, whose init is `init_pid`, as `start` does but without
+    /// a runtime process: the init is released through runc's exec fifo (see
+    /// [`crate::exec_fifo`]). Falls back to [`Runtime::start`] when there is no fifo. Only
+    /// for runc itself (not a wrapper or crun) and a spec without `poststart` hooks.
+    pub fn start_through_exec_fifo(&self, id: &str, init_pid: u32) -> Result<()> {
+        match exec_fifo::release_init(self.root(), id, init_pid, EXEC_FIFO_START_TIMEOUT)? {
+            exec_fifo::Release::Started => Ok(()),
+            exec_fifo::Release::NoFifo => self.start(id),
+        }
     }
 
     /// `state`: what the runtime knows about container `id`.

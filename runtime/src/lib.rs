@@ -18,6 +18,7 @@ mod bundle;
 mod console;
 mod driver;
 mod error;
+pub mod exec_fifo;
 mod id;
 mod invocation;
 mod monitor;

@@ -670,3 +670,131 @@ async fn start_is_idempotent_and_refuses_bad_input_clearly() {
         "{log}"
     );
 }
+
+/// runc's own view of the container, from `runc state`.
+fn runc_status(fixture: &Fixture) -> String {
+    let output = std::process::Command::new("runc")
+        .arg("--root")
+        .arg(&fixture.runtime_root)
+        .args(["state", &fixture.id])
+        .output()
+        .unwrap();
+    let state: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap_or_default();
+    state["status"].as_str().unwrap_or("").to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_without_runc_start_leaves_runc_seeing_a_running_container() {
+    if !can_run_containers() {
+        return;
+    }
+    // The default runtime (plain runc, no hooks): the shim releases the init itself.
+    let fixture = Fixture::new("fifo-start", |id| spec_running(id, &["sleep", "30"]));
+    let _guard = fixture.start_shim();
+    let mut client = connect(&fixture.socket).await;
+    client.create(fixture.create_request()).await.unwrap();
+    assert_eq!(runc_status(&fixture), "created");
+    let id = fixture.id.clone();
+    let start = StartRequest {
+        id: id.clone(),
+        exec_id: String::new(),
+    };
+    let pid = client.start(start.clone()).await.unwrap().into_inner().pid;
+    assert_eq!(runc_status(&fixture), "running");
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap();
+    assert_eq!(
+        comm.trim(),
+        "sleep",
+        "the init exec'd the container's process"
+    );
+    let again = client.start(start).await.unwrap_err();
+    assert!(again.message().contains("already started"), "{again:?}");
+
+    // runc itself still drives the running container: exec and kill work through it.
+    client
+        .exec(ExecProcessRequest {
+            id: id.clone(),
+            exec_id: "e1".into(),
+            spec: Some(process_spec(&["true"])),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    client
+        .start(StartRequest {
+            id: id.clone(),
+            exec_id: "e1".into(),
+        })
+        .await
+        .unwrap();
+    client
+        .kill(KillRequest {
+            id: id.clone(),
+            signal: SIGKILL,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let exit = client
+        .wait(WaitRequest {
+            id: id.clone(),
+            exec_id: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(exit.exit_status, 128 + SIGKILL);
+    client
+        .delete(DeleteRequest {
+            id,
+            exec_id: String::new(),
+        })
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn starting_a_created_task_whose_init_was_killed_fails_clearly() {
+    if !can_run_containers() {
+        return;
+    }
+    let fixture = Fixture::new("dead-init", |id| spec_running(id, &["sleep", "30"]));
+    let _guard = fixture.start_shim();
+    let mut client = connect(&fixture.socket).await;
+    let pid = client
+        .create(fixture.create_request())
+        .await
+        .unwrap()
+        .into_inner()
+        .pid;
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(pid as i32).unwrap(),
+        rustix::process::Signal::KILL,
+    )
+    .unwrap();
+    assert!(eventually(Duration::from_secs(5), || !process_alive(
+        pid as i32
+    )));
+    let failed = tokio::time::timeout(
+        Duration::from_secs(10),
+        client.start(StartRequest {
+            id: fixture.id.clone(),
+            exec_id: String::new(),
+        }),
+    )
+    .await
+    .expect("start of a dead init must not hang")
+    .unwrap_err();
+    assert!(
+        failed.message().contains("not running") || failed.message().contains("exited"),
+        "{failed:?}"
+    );
+    client
+        .delete(DeleteRequest {
+            id: fixture.id.clone(),
+            exec_id: String::new(),
+        })
+        .await
+        .unwrap();
+    assert!(fixture.mounts_in_bundle().is_empty());
+}

@@ -52,6 +52,9 @@ impl Task {
             self.reaper.clone(),
         )?;
         options.save(&self.identity.bundle)?;
+        let start_through_exec_fifo = options.binary_name.is_empty()
+            && self.settings.binary.is_none()
+            && !has_poststart_hooks(&self.identity.bundle);
         tracing::info!(runtime = %runtime.binary().display(), "creating task");
 
         let stdio = StdioPaths {
@@ -91,6 +94,7 @@ impl Task {
         init.io = Some(io);
         let mut state = self.lock();
         state.runtime = Some(runtime);
+        state.start_through_exec_fifo = start_through_exec_fifo;
         let early_exit = state.take_unclaimed(pid, began);
         state.oom_watch = Some(self.watch_oom(pid));
         let init = state.init.insert(init);
@@ -159,8 +163,9 @@ impl Task {
 
     async fn start_init(&self) -> Result<u32, ShimError> {
         let runtime = self.runtime()?;
-        {
+        let (through_fifo, pid) = {
             let mut state = self.lock();
+            let through_fifo = state.start_through_exec_fifo;
             let init = state.init.as_mut().ok_or_else(|| self.not_created())?;
             match init.phase {
                 Phase::Created => init.starting = true,
@@ -177,9 +182,17 @@ impl Task {
                     )))
                 }
             }
-        }
+            (through_fifo, init.pid)
+        };
         let id = self.id().to_string();
-        let started = tokio::task::spawn_blocking(move || runtime.start(&id)).await;
+        let started = tokio::task::spawn_blocking(move || {
+            if through_fifo {
+                runtime.start_through_exec_fifo(&id, pid)
+            } else {
+                runtime.start(&id)
+            }
+        })
+        .await;
         let mut state = self.lock();
         let init = state.init.as_mut().ok_or_else(|| self.not_created())?;
         init.starting = false;
@@ -370,5 +383,18 @@ impl Task {
         );
         tracing::info!("task deleted");
         Ok(delete_response(&exit))
+    }
+}
+
+/// True if the bundle's spec has `poststart` hooks, which runc (1.2 on) runs in its own
+/// `start`; an unreadable spec counts as having them, so `runc start` is used.
+fn has_poststart_hooks(bundle: &std::path::Path) -> bool {
+    match berth_runtime::read_bundle_spec(bundle) {
+        Ok(spec) => spec
+            .hooks()
+            .as_ref()
+            .and_then(|hooks| hooks.poststart().as_ref())
+            .is_some_and(|hooks| !hooks.is_empty()),
+        Err(_) => true,
     }
 }

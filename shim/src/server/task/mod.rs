@@ -49,6 +49,9 @@ const MAX_SIGNAL: u32 = 64;
 struct TaskState {
     /// The runtime, configured at Create from the task's options.
     runtime: Option<Runtime>,
+    /// Start releases the init through runc's exec fifo instead of running `runc start`:
+    /// the runtime is plain runc and the spec has no poststart hooks.
+    start_through_exec_fifo: bool,
     /// The init, from Create on.
     init: Option<Process>,
     /// Exec processes by exec id.
