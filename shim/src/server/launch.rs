@@ -1,28 +1,23 @@
 //! `berth-shim start`: starting the daemon shim of a task.
 //!
-//! The daemon is this same binary run as `berth-shim serve` in a new session (setsid),
-//! with the bundle as its working directory and `/dev/null` as stdio; `start` exits as
-//! soon as it is ready, so the daemon is reparented away from berthd. Readiness comes back
-//! through a pipe on the daemon's fd 3: `ok`, or the reason it failed. When the socket
-//! already answers, the shim is up and `start` only prints the socket again.
+//! The daemon is a fork of `start` (no second exec: loading the binary again cost about a
+//! millisecond of every task's start) in a new session (setsid), with the bundle as its
+//! working directory and `/dev/null` as stdio; `start` exits as soon as it is ready, so the
+//! daemon is reparented away from berthd. Readiness comes back through a pipe: `ok`, or the
+//! reason it failed. When the socket already answers, the shim is up and `start` only
+//! prints the socket again. (`berth-shim serve` runs the same daemon in the foreground.)
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::server::cli::daemon_flags;
-use crate::server::daemon::{FAILED_PREFIX, READY_MESSAGE};
+use crate::server::daemon::{self, FAILED_PREFIX, READY_MESSAGE};
 use crate::server::fd::pipe;
 use crate::server::{DaemonConfig, ShimError};
 
 /// How long the daemon has to bind its socket.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Descriptor number of the ready pipe in the daemon.
-const READY_FD: i32 = 3;
 
 /// Starts the daemon shim for `config` (unless one already answers on its socket) and
 /// returns the socket path once it listens.
@@ -32,28 +27,37 @@ pub fn start(config: &DaemonConfig) -> Result<PathBuf, ShimError> {
         return Ok(config.socket.clone());
     }
     let (ready_reader, ready_writer) = pipe().map_err(ShimError::io("create ready pipe", ""))?;
-    let binary = std::env::current_exe().map_err(ShimError::io("find own binary", ""))?;
-    let mut command = Command::new(&binary);
-    command
-        .arg("serve")
-        .args(daemon_flags(config))
-        .arg("--ready-fd")
-        .arg(READY_FD.to_string())
-        .current_dir(&config.task.bundle)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let writer = ready_writer.as_raw_fd();
-    // SAFETY: the closure runs in the child between fork and exec and only makes
-    // async-signal-safe system calls (setsid, fcntl, dup2, close_range) on integers.
-    unsafe {
-        command.pre_exec(move || enter_daemon_session(writer));
+    // Opened before the fork, so the child has nothing to open that could fail silently.
+    let dev_null = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+        .map_err(ShimError::io("open", "/dev/null"))?;
+    // SAFETY: `start` is single-threaded (no async runtime, no threads have been spawned),
+    // so the child is a complete copy of this process and may go on running Rust code.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(ShimError::io("fork the daemon shim", "")(
+            std::io::Error::last_os_error(),
+        ));
     }
-    let mut child = command
-        .spawn()
-        .map_err(ShimError::io("start the daemon shim", &binary))?;
-    drop(command);
+    if pid == 0 {
+        drop(ready_reader);
+        let code = match enter_daemon_session(&config.task.bundle, dev_null, &ready_writer) {
+            Ok(()) => match daemon::run(config.clone(), Some(ready_writer)) {
+                Ok(()) => 0,
+                Err(_) => 1,
+            },
+            Err(error) => {
+                let mut ready = std::fs::File::from(ready_writer);
+                let _ = writeln!(ready, "{FAILED_PREFIX}entering the daemon session: {error}");
+                1
+            }
+        };
+        std::process::exit(code);
+    }
     drop(ready_writer);
+    drop(dev_null);
 
     let answer = read_answer(ready_reader)?;
     let answer = answer.trim();
@@ -61,7 +65,10 @@ pub fn start(config: &DaemonConfig) -> Result<PathBuf, ShimError> {
         return Ok(config.socket.clone());
     }
     // The daemon failed and exits; collect it so no zombie lingers while we report.
-    let _ = child.wait();
+    // SAFETY: waits for our own child; the status pointer may be null.
+    unsafe {
+        libc::waitpid(pid, std::ptr::null_mut(), 0);
+    }
     let log = config.task.bundle.join("shim.log");
     Err(ShimError::FailedPrecondition(
         match answer.strip_prefix(FAILED_PREFIX) {
@@ -74,31 +81,32 @@ pub fn start(config: &DaemonConfig) -> Result<PathBuf, ShimError> {
     ))
 }
 
-/// In the daemon child: new session, ready pipe at fd 3, nothing else inherited.
-fn enter_daemon_session(writer: i32) -> std::io::Result<()> {
-    // SAFETY: setsid takes no arguments and touches no memory.
-    if unsafe { libc::setsid() } < 0 {
-        return Err(std::io::Error::last_os_error());
+/// In the daemon child: a new session (no controlling terminal, not in berthd's process
+/// group), the bundle as working directory, `/dev/null` as stdio so that nothing holds the
+/// pipes `start`'s caller reads until EOF, and no other inherited descriptor but `ready`.
+fn enter_daemon_session(
+    bundle: &Path,
+    dev_null: std::fs::File,
+    ready: &OwnedFd,
+) -> std::io::Result<()> {
+    rustix::process::setsid()?;
+    std::env::set_current_dir(bundle)?;
+    for target in 0..=2 {
+        // SAFETY: dup2 between two descriptor numbers; the copies lack close-on-exec, as
+        // stdio should.
+        if unsafe { libc::dup2(dev_null.as_raw_fd(), target) } < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
     }
-    let placed = if writer == READY_FD {
-        // dup2 onto itself would keep close-on-exec: clear it instead.
-        // SAFETY: F_SETFD on a descriptor number; no memory is touched.
-        unsafe { libc::fcntl(READY_FD, libc::F_SETFD, 0) }
-    } else {
-        // SAFETY: dup2 between two descriptor numbers; the copy lacks close-on-exec.
-        unsafe { libc::dup2(writer, READY_FD) }
-    };
-    if placed < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: marks every descriptor above the ready pipe close-on-exec; no memory touched.
-    unsafe {
-        libc::syscall(
-            libc::SYS_close_range,
-            (READY_FD + 1) as libc::c_uint,
-            libc::c_uint::MAX,
-            libc::CLOSE_RANGE_CLOEXEC as libc::c_uint,
-        );
+    drop(dev_null);
+    // Whatever else `start` inherited from its caller (nothing owns it in this process).
+    let ready = ready.as_raw_fd() as libc::c_uint;
+    for (first, last) in [(3, ready.saturating_sub(1)), (ready + 1, libc::c_uint::MAX)] {
+        if first <= last {
+            // SAFETY: closes descriptor numbers no Rust object in this process owns (the
+            // ready pipe is outside both ranges, /dev/null was dropped above).
+            unsafe { libc::syscall(libc::SYS_close_range, first, last, 0) };
+        }
     }
     Ok(())
 }
