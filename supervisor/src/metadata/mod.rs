@@ -1,7 +1,8 @@
 //! The supervisor's metadata: every namespaced record (namespaces, images, content,
 //! leases, containers) lives in one sled tree, and every write goes through
 //! [`MetaStore::write`], which applies one atomic batch and flushes it to disk before
-//! returning — so a reply to a client is only sent for a record that is durable.
+//! returning — so a reply to a client is only sent for a record that is durable. Leases
+//! alone use [`MetaStore::write_lazily`] (see there why losing one in a crash is harmless).
 //!
 //! Keys are `<kind byte><namespace>\0<name>`: listing a namespace's images is a prefix
 //! scan, and nothing here ever becomes a path on the host.
@@ -14,6 +15,9 @@ use std::path::Path;
 
 use serde::{de::DeserializeOwned, Serialize};
 use tokio::sync::Mutex;
+
+/// How often sled flushes writes made with [`MetaStore::write_lazily`], in milliseconds.
+const BACKGROUND_FLUSH_MS: u64 = 500;
 
 /// What kind of record a key holds; the byte is the key prefix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,7 +81,10 @@ fn decode<T: DeserializeOwned>(k: &[u8], v: &[u8]) -> Result<T, MetaError> {
 impl MetaStore {
     /// Opens (or creates) the database at `path` (normally `<root>/meta.sled`).
     pub fn open(path: &Path) -> Result<Self, MetaError> {
-        let db = sled::Config::new().path(path).open()?;
+        let db = sled::Config::new()
+            .path(path)
+            .flush_every_ms(Some(BACKGROUND_FLUSH_MS))
+            .open()?;
         let records = db.open_tree("records")?;
         Ok(Self {
             db,
@@ -142,6 +149,33 @@ impl MetaStore {
     where
         E: From<MetaError>,
     {
+        self.write_batch(f, Durability::Flushed).await
+    }
+
+    /// Like [`MetaStore::write`], but the batch reaches the disk with sled's background
+    /// flush (every [`BACKGROUND_FLUSH_MS`]) or with the next [`MetaStore::write`], whichever comes
+    /// first, instead of before this returns. Only for records whose loss in a crash does
+    /// no harm beyond garbage collection coming early or late: leases and what they hold.
+    /// A client whose lease vanished in a crash was cut off mid-operation anyway; a lease
+    /// that comes back keeps its resources only until it expires or is deleted again.
+    pub async fn write_lazily<R, E>(
+        &self,
+        f: impl FnOnce(&Self, &mut Batch) -> Result<R, E>,
+    ) -> Result<R, E>
+    where
+        E: From<MetaError>,
+    {
+        self.write_batch(f, Durability::Background).await
+    }
+
+    async fn write_batch<R, E>(
+        &self,
+        f: impl FnOnce(&Self, &mut Batch) -> Result<R, E>,
+        durability: Durability,
+    ) -> Result<R, E>
+    where
+        E: From<MetaError>,
+    {
         let _guard = self.write_lock.lock().await;
         let mut batch = Batch::default();
         let out = f(self, &mut batch)?;
@@ -149,10 +183,21 @@ impl MetaStore {
             self.records
                 .apply_batch(batch.inner)
                 .map_err(MetaError::from)?;
-            self.db.flush_async().await.map_err(MetaError::from)?;
+            if durability == Durability::Flushed {
+                self.db.flush_async().await.map_err(MetaError::from)?;
+            }
         }
         Ok(out)
     }
+}
+
+/// When a write reaches the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Durability {
+    /// Before the write returns.
+    Flushed,
+    /// With the next flush, in the background.
+    Background,
 }
 
 /// Changes staged by a writer, applied atomically by [`MetaStore::write`].

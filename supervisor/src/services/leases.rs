@@ -156,7 +156,7 @@ impl LeasesService {
         }
         self.daemon
             .meta
-            .write(|meta, batch| -> ApiResult<()> {
+            .write_lazily(|meta, batch| -> ApiResult<()> {
                 if meta.get::<LeaseRecord>(Kind::Lease, ns, &id)?.is_some() {
                     return Err(ApiError::AlreadyExists(format!(
                         "lease {id:?}: already exists"
@@ -179,7 +179,7 @@ impl LeasesService {
         let held = self
             .daemon
             .meta
-            .write(|meta, batch| -> ApiResult<usize> {
+            .write_lazily(|meta, batch| -> ApiResult<usize> {
                 let record: LeaseRecord = meta
                     .get(Kind::Lease, ns, &id)?
                     .ok_or_else(|| not_found(&id))?;
@@ -219,7 +219,7 @@ impl LeasesService {
         let id = req.id;
         self.daemon
             .meta
-            .write(|meta, batch| -> ApiResult<()> {
+            .write_lazily(|meta, batch| -> ApiResult<()> {
                 let mut record: LeaseRecord = meta
                     .get(Kind::Lease, ns, &id)?
                     .ok_or_else(|| not_found(&id))?;
@@ -246,7 +246,7 @@ impl LeasesService {
         let id = req.id;
         self.daemon
             .meta
-            .write(|meta, batch| -> ApiResult<()> {
+            .write_lazily(|meta, batch| -> ApiResult<()> {
                 let mut record: LeaseRecord = meta
                     .get(Kind::Lease, ns, &id)?
                     .ok_or_else(|| not_found(&id))?;

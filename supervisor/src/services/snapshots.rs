@@ -247,8 +247,8 @@ impl SnapshotsService {
         Ok(())
     }
 
-    /// Durably records that namespace `ns` exists and that `add` (if any) is held by
-    /// `lease` (if any), and that `drop` no longer is.
+    /// Records that namespace `ns` exists and that `add` (if any) is held by `lease` (if
+    /// any), and that `drop` no longer is.
     async fn record(
         &self,
         ns: &str,
@@ -257,9 +257,10 @@ impl SnapshotsService {
         drop: Option<&str>,
     ) -> ApiResult<()> {
         let kind = state::snapshot_resource_kind();
+        // Lazily: a lease's hold on a snapshot matters only to garbage collection.
         self.daemon
             .meta
-            .write(|meta, batch| -> ApiResult<()> {
+            .write_lazily(|meta, batch| -> ApiResult<()> {
                 state::ensure_namespace(meta, batch, ns)?;
                 let Some(lease) = lease else {
                     return Ok(());
