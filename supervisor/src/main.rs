@@ -9,6 +9,7 @@ mod gc;
 mod ident;
 mod metadata;
 mod request;
+mod rpc_log;
 mod server;
 mod services;
 mod state;
@@ -80,23 +81,9 @@ fn main() -> anyhow::Result<()> {
 async fn serve(settings: config::Settings) -> anyhow::Result<()> {
     let address = settings.address.clone();
     let daemon = state::Daemon::open(settings.clone()).context("opening stores")?;
-    // Find every task's shim again (concurrently) before taking requests, so that the
-    // first task list after a restart is complete.
-    let recovered = daemon
-        .tasks
-        .recover(|ns, id| {
-            daemon
-                .meta
-                .get::<serde::de::IgnoredAny>(metadata::Kind::Container, ns, id)
-                .map_or(true, |record| record.is_some())
-        })
-        .await;
-    tracing::info!(?recovered, "task recovery done");
-    // Collect what a crash may have left behind before taking requests.
-    match gc::collect(&daemon).await {
-        Ok(report) => tracing::info!(?report, "startup garbage collection done"),
-        Err(e) => tracing::warn!(error = %e, "startup garbage collection failed"),
-    }
+    // Serve at once: task requests wait until every shim has been found again, everything
+    // else is answered meanwhile. A client polling a restarted berthd gets its answer the
+    // moment recovery is done instead of failing to connect until then.
     let listener = server::listen(&address)?;
     tracing::info!(
         address = %address.display(),
@@ -106,6 +93,7 @@ async fn serve(settings: config::Settings) -> anyhow::Result<()> {
         version = env!("CARGO_PKG_VERSION"),
         "berthd serving"
     );
+    tokio::spawn(recover_then_collect(daemon.clone()));
     let result = services::router(daemon.clone())
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async {
             shutdown_signal().await;
@@ -118,6 +106,25 @@ async fn serve(settings: config::Settings) -> anyhow::Result<()> {
     daemon.meta.flush().await.context("flushing metadata")?;
     tracing::info!("berthd stopped");
     Ok(())
+}
+
+/// Finds every task's shim again (concurrently), then collects what a crash may have left
+/// behind (garbage collection runs after recovery, so nothing a task uses looks unused).
+async fn recover_then_collect(daemon: std::sync::Arc<state::Daemon>) {
+    let recovered = daemon
+        .tasks
+        .recover(|ns, id| {
+            daemon
+                .meta
+                .get::<serde::de::IgnoredAny>(metadata::Kind::Container, ns, id)
+                .map_or(true, |record| record.is_some())
+        })
+        .await;
+    tracing::info!(?recovered, "task recovery done");
+    match gc::collect(&daemon).await {
+        Ok(report) => tracing::info!(?report, "startup garbage collection done"),
+        Err(e) => tracing::warn!(error = %e, "startup garbage collection failed"),
+    }
 }
 
 /// Resolves on SIGTERM or SIGINT.

@@ -50,11 +50,15 @@ pub(crate) struct CreateJob {
 impl CreateJob {
     /// Mounts, opens stdio and creates the container; undoes everything on failure.
     pub(crate) fn run(self) -> Result<Spawned, ShimError> {
+        let began = std::time::Instant::now();
         let rootfs = self.task.rootfs();
         if !self.mounts.is_empty() {
             berth_snapshot::mount::mount_all(&self.mounts, &rootfs)?;
         }
+        let mounted = began.elapsed();
         let result = self.create_container();
+        tracing::debug!(?mounted, total = ?began.elapsed(), ok = result.is_ok(),
+            "root filesystem mounted and container created");
         if result.is_err() {
             if let Err(error) = self.runtime.delete(&self.task.id, true) {
                 tracing::warn!(%error, "could not remove the half-created container");
@@ -78,8 +82,10 @@ impl CreateJob {
             no_pivot: self.no_pivot,
             stdio: opened.process,
         };
+        let runtime_began = std::time::Instant::now();
         self.runtime
             .create(&self.task.id, &self.task.bundle, &opts)?;
+        tracing::debug!(took = ?runtime_began.elapsed(), "runtime create done");
         // The container holds its stdio now; the shim's copies must not stay open.
         drop(opts);
         let console = receive_console(console)?;

@@ -7,6 +7,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use berth_proto::containerd::events::TaskDelete;
 use berth_proto::containerd::services::events::v1::{
     events_server::{Events, EventsServer},
     Envelope, ForwardRequest, PublishRequest, SubscribeRequest,
@@ -84,9 +85,28 @@ fn envelope(event: &Event) -> Envelope {
 impl EventsService {
     fn publish_event(&self, ns: String, req: PublishRequest) -> ApiResult<()> {
         let event = event_from_wire(SystemTime::now(), ns, req.topic, req.event)?;
+        if self.announced_by_berthd(&event) {
+            tracing::debug!(namespace = %event.namespace, topic = %event.topic,
+                "dropped a shim's event berthd announced itself");
+            return Ok(());
+        }
         tracing::info!(namespace = %event.namespace, topic = %event.topic, type_url = %event.type_url, "event published");
         self.daemon.events.publish_raw(event);
         Ok(())
+    }
+
+    /// True for a shim's `/tasks/delete` of a task whose deletion berthd announces itself.
+    fn announced_by_berthd(&self, event: &Event) -> bool {
+        if event.topic != crate::tasks::TOPIC_DELETE {
+            return false;
+        }
+        match <TaskDelete as prost::Message>::decode(event.payload.as_slice()) {
+            Ok(deleted) => self
+                .daemon
+                .tasks
+                .announces_delete_of(&event.namespace, &deleted.container_id),
+            Err(_) => false,
+        }
     }
 
     fn forward_event(&self, req: ForwardRequest) -> ApiResult<()> {

@@ -21,7 +21,9 @@ use std::sync::Arc;
 
 use tonic::transport::server::Router;
 use tonic::transport::Server;
+use tower::layer::util::{Identity, Stack};
 
+use crate::rpc_log::RpcLogLayer;
 use crate::state::Daemon;
 
 /// Most bytes one gRPC message may carry in either direction. ctr writes content in 1 MiB
@@ -29,8 +31,9 @@ use crate::state::Daemon;
 pub const MAX_MESSAGE_BYTES: usize = 16 << 20;
 
 /// Builds the router serving every service on `daemon`.
-pub fn router(daemon: Arc<Daemon>) -> Router {
+pub fn router(daemon: Arc<Daemon>) -> Router<Stack<RpcLogLayer, Identity>> {
     Server::builder()
+        .layer(RpcLogLayer)
         .add_service(version::service(daemon.clone()))
         .add_service(snapshots::service(daemon.clone()))
         .add_service(diff::service(daemon.clone()))

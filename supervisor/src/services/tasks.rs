@@ -163,7 +163,9 @@ fn gone(task: &ExitedTask) -> TaskError {
 }
 
 impl TasksService {
-    fn tasks(&self) -> &TaskManager {
+    /// The task manager, once it has found every task again after a restart.
+    async fn tasks(&self) -> &TaskManager {
+        self.daemon.tasks.wait_until_recovered().await;
         &self.daemon.tasks
     }
 
@@ -182,7 +184,7 @@ impl TasksService {
         match call(task.client()).await {
             Ok(reply) => Ok(reply.into_inner()),
             Err(status) => {
-                let exited = self.tasks().call_failed(task, status).await?;
+                let exited = self.tasks().await.call_failed(task, status).await?;
                 on_gone(&exited)
             }
         }
@@ -243,6 +245,7 @@ impl TasksService {
         tracing::debug!(namespace = %ns, id = %req.container_id, "tasks create");
         let pid = self
             .tasks()
+            .await
             .create(NewTask {
                 namespace: ns,
                 id: req.container_id.clone(),
@@ -266,7 +269,7 @@ impl TasksService {
         let req = req.into_inner();
         task_id(&req.container_id)?;
         exec_id(&req.exec_id)?;
-        let task = self.tasks().live(&ns, &req.container_id)?;
+        let task = self.tasks().await.live(&ns, &req.container_id)?;
         let reply = self
             .call(
                 &task,
@@ -287,7 +290,7 @@ impl TasksService {
         let ns = request::namespace(&req)?;
         let req = req.into_inner();
         task_id(&req.container_id)?;
-        let deleted = self.tasks().delete(&ns, &req.container_id).await?;
+        let deleted = self.tasks().await.delete(&ns, &req.container_id).await?;
         Ok(DeleteResponse {
             id: req.container_id,
             pid: deleted.pid,
@@ -309,7 +312,7 @@ impl TasksService {
             ));
         }
         exec_id(&req.exec_id)?;
-        let task = self.tasks().live(&ns, &req.container_id)?;
+        let task = self.tasks().await.live(&ns, &req.container_id)?;
         let exec = req.exec_id.clone();
         let reply = self
             .call(
@@ -337,7 +340,7 @@ impl TasksService {
         let req = req.into_inner();
         task_id(&req.container_id)?;
         exec_id(&req.exec_id)?;
-        let process = match self.tasks().lookup(&ns, &req.container_id)? {
+        let process = match self.tasks().await.lookup(&ns, &req.container_id)? {
             TaskRef::Exited(exited) => exited_process(&exited, &req.exec_id)?,
             TaskRef::Live(task) => {
                 let (id, exec) = (req.container_id.clone(), req.exec_id.clone());
@@ -372,7 +375,7 @@ impl TasksService {
     async fn do_list(&self, req: Request<ListTasksRequest>) -> TaskResult<ListTasksResponse> {
         let ns = request::namespace(&req)?;
         let filter = Filter::parse(&[req.get_ref().filter.as_str()]).map_err(ApiError::from)?;
-        let tasks = self.tasks().list(&ns);
+        let tasks = self.tasks().await.list(&ns);
         let processes = futures::future::join_all(tasks.into_iter().map(|task| async move {
             match task {
                 TaskRef::Exited(exited) => process_from_exit(&exited),
@@ -403,7 +406,7 @@ impl TasksService {
         .await;
         match asked {
             Ok(Ok(state)) => process_from_state(&task.id, "", state.into_inner()),
-            Ok(Err(status)) => match self.tasks().call_failed(task, status).await {
+            Ok(Err(status)) => match self.tasks().await.call_failed(task, status).await {
                 Ok(exited) => process_from_exit(&exited),
                 Err(e) => {
                     tracing::warn!(id = %task.id, error = %e, "listing: the shim failed to report");
@@ -428,7 +431,7 @@ impl TasksService {
                 exited.id, exited.exit.exit_status
             ))
         };
-        let task = match self.tasks().lookup(&ns, &req.container_id)? {
+        let task = match self.tasks().await.lookup(&ns, &req.container_id)? {
             TaskRef::Live(task) => task,
             TaskRef::Exited(exited) => return Err(already_finished(&exited)),
         };
@@ -462,7 +465,7 @@ impl TasksService {
                 req.exec_id
             )));
         }
-        let task = self.tasks().live(&ns, &req.container_id)?;
+        let task = self.tasks().await.live(&ns, &req.container_id)?;
         // Refuse a duplicate here too, so the answer does not depend on the shim.
         let existing = task
             .client()
@@ -501,7 +504,7 @@ impl TasksService {
         let req = req.into_inner();
         task_id(&req.container_id)?;
         exec_id(&req.exec_id)?;
-        let task = self.tasks().live(&ns, &req.container_id)?;
+        let task = self.tasks().await.live(&ns, &req.container_id)?;
         self.call(
             &task,
             |mut c| async move {
@@ -523,7 +526,7 @@ impl TasksService {
         let req = req.into_inner();
         task_id(&req.container_id)?;
         exec_id(&req.exec_id)?;
-        let task = self.tasks().live(&ns, &req.container_id)?;
+        let task = self.tasks().await.live(&ns, &req.container_id)?;
         self.call(
             &task,
             |mut c| async move {
@@ -543,7 +546,7 @@ impl TasksService {
         let ns = request::namespace(&req)?;
         let id = req.into_inner().container_id;
         task_id(&id)?;
-        let task = self.tasks().live(&ns, &id)?;
+        let task = self.tasks().await.live(&ns, &id)?;
         self.call(
             &task,
             |mut c| async move { c.pause(shim::PauseRequest { id }).await },
@@ -556,7 +559,7 @@ impl TasksService {
         let ns = request::namespace(&req)?;
         let id = req.into_inner().container_id;
         task_id(&id)?;
-        let task = self.tasks().live(&ns, &id)?;
+        let task = self.tasks().await.live(&ns, &id)?;
         self.call(
             &task,
             |mut c| async move { c.resume(shim::ResumeRequest { id }).await },
@@ -569,7 +572,7 @@ impl TasksService {
         let ns = request::namespace(&req)?;
         let id = req.into_inner().container_id;
         task_id(&id)?;
-        let task = self.tasks().live(&ns, &id)?;
+        let task = self.tasks().await.live(&ns, &id)?;
         let reply = self
             .call(
                 &task,
@@ -586,7 +589,7 @@ impl TasksService {
         let ns = request::namespace(&req)?;
         let req = req.into_inner();
         task_id(&req.container_id)?;
-        let task = self.tasks().live(&ns, &req.container_id)?;
+        let task = self.tasks().await.live(&ns, &req.container_id)?;
         self.call(
             &task,
             |mut c| async move {
@@ -607,6 +610,7 @@ impl TasksService {
         let filter = Filter::parse(&req.get_ref().filters).map_err(ApiError::from)?;
         let live: Vec<Arc<LiveTask>> = self
             .tasks()
+            .await
             .list(&ns)
             .into_iter()
             .filter_map(|task| match task {
@@ -664,7 +668,7 @@ impl TasksService {
                 exited_at: p.exited_at,
             })
         };
-        let task = match self.tasks().lookup(&ns, &req.container_id)? {
+        let task = match self.tasks().await.lookup(&ns, &req.container_id)? {
             TaskRef::Live(task) => task,
             TaskRef::Exited(exited) => return exited_wait(&exited),
         };

@@ -30,6 +30,8 @@ pub fn daemon() -> TestDaemon {
         FileConfig::default(),
     );
     let daemon = Daemon::open(settings).expect("opening daemon");
+    // Nothing to recover on a fresh state directory.
+    daemon.tasks.open_for_requests();
     TestDaemon { daemon, dir }
 }
 

@@ -18,7 +18,7 @@ use berth_proto::containerd::task::v2::{DeleteRequest, ShutdownRequest};
 
 use super::bundle;
 use super::process::stop_process;
-use super::{ExitedTask, LiveTask, TaskError, TaskManager, TaskRef};
+use super::{key, lock, ExitedTask, LiveTask, TaskError, TaskManager, TaskRef};
 
 /// How long berthd waits for a shim to acknowledge Shutdown.
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -41,8 +41,8 @@ pub struct DeletedTask {
 
 impl TaskManager {
     /// Deletes task `id` of `ns`: its process must have exited (the shim refuses
-    /// otherwise). The shim publishes `/tasks/delete`; for a task whose shim is gone berthd
-    /// does.
+    /// otherwise). berthd publishes `/tasks/delete` before it replies, so the event comes
+    /// before whatever the client does next (the shim's own copy is dropped).
     pub async fn delete(&self, ns: &str, id: &str) -> Result<DeletedTask, TaskError> {
         let manager = self.clone();
         let task = self.lookup(ns, id)?;
@@ -84,6 +84,7 @@ impl TaskManager {
     /// task of the same id waits in [`TaskManager::wait_for_teardown`].
     fn tear_down_after_reply(&self, task: Arc<LiveTask>, bundle: PathBuf, shim_pid: Option<i32>) {
         let done = self.begin_teardown(&task.namespace, &task.id);
+        let manager = self.clone();
         let runtime_state = self
             .inner
             .layout
@@ -95,6 +96,8 @@ impl TaskManager {
             if let Some(pid) = shim_pid {
                 stop_process(pid, SHIM_EXIT_WAIT).await;
             }
+            // The shim is gone, and with it any /tasks/delete of its own still on the way.
+            lock(&manager.inner.deletes_announced).remove(&key(&task.namespace, &task.id));
             // The shim runs the runtime's delete after its reply; if that failed, say so
             // here, where the log outlives the bundle.
             if runtime_state.exists() {
@@ -112,6 +115,10 @@ impl TaskManager {
     }
 
     async fn delete_live(&self, task: Arc<LiveTask>) -> Result<DeletedTask, TaskError> {
+        let started = std::time::Instant::now();
+        let announced = key(&task.namespace, &task.id);
+        // From before the shim is asked: its own /tasks/delete may beat its reply here.
+        lock(&self.inner.deletes_announced).insert(announced.clone());
         let reply = task
             .client()
             .delete(DeleteRequest {
@@ -122,12 +129,25 @@ impl TaskManager {
         let reply = match reply {
             Ok(reply) => reply.into_inner(),
             Err(status) => {
+                lock(&self.inner.deletes_announced).remove(&announced);
                 return match self.call_failed(&task, status).await {
                     Ok(exited) => Ok(self.forget_exited(&exited)),
                     Err(e) => Err(e),
-                }
+                };
             }
         };
+        self.inner.events.publish(
+            &task.namespace,
+            TOPIC_DELETE,
+            &TaskDelete {
+                container_id: task.id.clone(),
+                pid: reply.pid,
+                exit_status: reply.exit_status,
+                exited_at: reply.exited_at,
+                id: String::new(),
+            },
+        );
+        let shim_deleted = started.elapsed();
         task.mark_deleted();
         self.remove_live(&task);
         let shim_pid = bundle::read_shim_pid(&task.bundle);
@@ -153,7 +173,8 @@ impl TaskManager {
             .layout
             .park_deleted_bundle(&task.namespace, &task.id);
         self.tear_down_after_reply(task.clone(), parked, shim_pid);
-        tracing::info!(namespace = %task.namespace, id = %task.id, "task deleted");
+        tracing::info!(namespace = %task.namespace, id = %task.id, ?shim_deleted,
+            total = ?started.elapsed(), "task deleted");
         Ok(DeletedTask {
             pid: reply.pid,
             exit_status: reply.exit_status,

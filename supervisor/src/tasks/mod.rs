@@ -19,6 +19,7 @@ mod recovery;
 mod runtime_name;
 
 pub use create::NewTask;
+pub use delete::TOPIC_DELETE;
 pub use error::TaskError;
 pub use handle::{ExitedTask, LiveTask, TaskRef};
 pub use runtime_name::check_runtime;
@@ -82,6 +83,13 @@ struct Inner {
     /// Deleted tasks whose shim exit and bundle removal still run; each receiver sees its
     /// sender dropped when that teardown is over.
     teardowns: Mutex<HashMap<TaskKey, watch::Receiver<()>>>,
+    /// Tasks whose deletion berthd announces itself (on `/tasks/delete`, before it replies,
+    /// so that the event comes before anything the client does next); the same event from
+    /// their shim, which arrives at its own pace, is dropped as a duplicate.
+    deletes_announced: Mutex<std::collections::HashSet<TaskKey>>,
+    /// True once the registry is complete ([`TaskManager::recover`] is done): berthd takes
+    /// requests while it recovers, and task requests wait for this.
+    recovered: watch::Sender<bool>,
 }
 
 /// Held by a running teardown; dropping it tells waiters the id's paths are free.
@@ -118,7 +126,8 @@ pub fn not_found(id: &str) -> TaskError {
 }
 
 impl TaskManager {
-    /// A manager with no tasks yet (see [`TaskManager::recover`]); `events` receives what
+    /// A manager with no tasks yet, not open for requests until [`TaskManager::recover`]
+    /// (or [`TaskManager::open_for_requests`]) has run; `events` receives what
     /// berthd itself reports about tasks (the exits of dead shims).
     pub fn new(settings: ShimSettings, events: EventBus) -> Self {
         let layout = Layout::new(settings.state.clone());
@@ -129,8 +138,30 @@ impl TaskManager {
                 events,
                 tasks: Mutex::new(HashMap::new()),
                 teardowns: Mutex::new(HashMap::new()),
+                deletes_announced: Mutex::new(std::collections::HashSet::new()),
+                recovered: watch::channel(false).0,
             }),
         }
+    }
+
+    /// True if berthd itself announces the deletion of task `id` of `ns`, so that the
+    /// shim's `/tasks/delete` for it is a duplicate.
+    pub fn announces_delete_of(&self, ns: &str, id: &str) -> bool {
+        lock(&self.inner.deletes_announced).contains(&key(ns, id))
+    }
+
+    /// Marks the registry complete, releasing the task requests that wait for it.
+    /// [`TaskManager::recover`] calls this when it is done.
+    pub fn open_for_requests(&self) {
+        self.inner.recovered.send_replace(true);
+    }
+
+    /// Waits until the registry is complete, so that no request sees a task missing
+    /// only because its shim has not been found again yet.
+    pub async fn wait_until_recovered(&self) {
+        let mut recovered = self.inner.recovered.subscribe();
+        // Fails only if the sender is gone, which it is not while `self` lives.
+        let _ = recovered.wait_for(|done| *done).await;
     }
 
     /// Records that the task `id` of `ns` is being torn down; the teardown ends when the

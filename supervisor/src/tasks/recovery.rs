@@ -41,7 +41,8 @@ enum Outcome {
 }
 
 impl TaskManager {
-    /// Rebuilds the registry from the bundles on disk. Runs before berthd serves requests.
+    /// Rebuilds the registry from the bundles on disk, then opens the manager for requests
+    /// (berthd serves other requests meanwhile; task requests wait).
     /// `has_container(ns, id)` says whether the task's container record still exists: a
     /// dead task without one is cleaned up but not kept, since no client could delete it.
     pub async fn recover(&self, has_container: impl Fn(&str, &str) -> bool) -> RecoveryReport {
@@ -51,6 +52,7 @@ impl TaskManager {
             Ok(found) => found,
             Err(e) => {
                 tracing::error!(error = %e, "cannot list task bundles; no task recovered");
+                self.open_for_requests();
                 return RecoveryReport::default();
             }
         };
@@ -68,6 +70,7 @@ impl TaskManager {
             }
         }
         report.elapsed = started.elapsed();
+        self.open_for_requests();
         report
     }
 

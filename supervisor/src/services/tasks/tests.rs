@@ -33,6 +33,8 @@ fn fixture(shim_binary: &Path) -> Fixture {
         FileConfig::default(),
     );
     let daemon = Daemon::open(settings).unwrap();
+    // Nothing to recover on a fresh state directory.
+    daemon.tasks.open_for_requests();
     Fixture {
         service: TasksService {
             daemon: daemon.clone(),
