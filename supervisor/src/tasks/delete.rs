@@ -79,8 +79,8 @@ impl TaskManager {
         }
     }
 
-    /// Waits for the shut-down shim to exit (killing it if it lingers), then removes the
-    /// bundle and socket, without holding up the Delete reply. Until this finishes, a new
+    /// Shuts the shim down and waits for it to exit (killing it if it lingers), then
+    /// removes the bundle and socket, without holding up the Delete reply. Until this finishes, a new
     /// task of the same id waits in [`TaskManager::wait_for_teardown`].
     fn tear_down_after_reply(&self, task: Arc<LiveTask>, bundle: PathBuf, shim_pid: Option<i32>) {
         let done = self.begin_teardown(&task.namespace, &task.id);
@@ -91,6 +91,26 @@ impl TaskManager {
             .runtime_root(&task.namespace)
             .join(&task.id);
         tokio::spawn(async move {
+            // Shut the shim down after the reply: it then runs the runtime's delete of the
+            // exited container, which the client need not wait for.
+            let shutdown = tokio::time::timeout(
+                SHUTDOWN_TIMEOUT,
+                task.client().shutdown(ShutdownRequest {
+                    id: task.id.clone(),
+                    now: false,
+                }),
+            )
+            .await;
+            match shutdown {
+                Ok(Ok(_)) => {}
+                // The shim may exit before it answers; that is what was asked.
+                Ok(Err(status)) => {
+                    tracing::debug!(id = %task.id, %status, "shim shutdown answered with an error")
+                }
+                Err(_) => {
+                    tracing::warn!(id = %task.id, "shim did not acknowledge shutdown in time")
+                }
+            }
             // No shim outlives its deleted task, and none still holds the socket path when
             // a new task of the same id binds it.
             if let Some(pid) = shim_pid {
@@ -152,22 +172,6 @@ impl TaskManager {
         self.remove_live(&task);
         let shim_pid = bundle::read_shim_pid(&task.bundle);
 
-        let shutdown = tokio::time::timeout(
-            SHUTDOWN_TIMEOUT,
-            task.client().shutdown(ShutdownRequest {
-                id: task.id.clone(),
-                now: false,
-            }),
-        )
-        .await;
-        match shutdown {
-            Ok(Ok(_)) => {}
-            // The shim may exit before it answers; that is what was asked.
-            Ok(Err(status)) => {
-                tracing::debug!(id = %task.id, %status, "shim shutdown answered with an error")
-            }
-            Err(_) => tracing::warn!(id = %task.id, "shim did not acknowledge shutdown in time"),
-        }
         let parked = self
             .inner
             .layout

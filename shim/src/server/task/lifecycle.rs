@@ -18,7 +18,7 @@ use crate::server::runtime_options::RuntimeOptions;
 use crate::server::stdio::{ProcessIo, StdioPaths};
 use crate::server::{oom, ShimError};
 
-use super::{delete_response, Task, DELETE_EXIT_WAIT};
+use super::{delete_response, PendingRuntimeDelete, Task, DELETE_EXIT_WAIT};
 
 impl Task {
     // ----- create and start -------------------------------------------------------------
@@ -320,18 +320,12 @@ impl Task {
         let (rootfs_pin, runtime_cleanup) = if exited {
             // The init is gone, so nothing runs in the container: the runtime's own
             // cleanup (its state dir, the cgroup) is not something the client waits on.
-            // It runs after the reply; the shim finishes it before it exits, and a new task
-            // of this id waits for that exit.
+            // It runs once the shim is shut down, before it exits; a new task of this id
+            // waits for that exit.
             let pin =
                 tokio::task::spawn_blocking(move || berth_snapshot::mount::detach_all(&rootfs))
                     .await??;
-            let cleanup = tokio::task::spawn_blocking(move || match runtime.delete(&id, false) {
-                Ok(()) | Err(berth_runtime::Error::NotFound { .. }) => {}
-                Err(error) => {
-                    tracing::error!(%error, "the runtime could not delete the exited container")
-                }
-            });
-            (pin, Some(cleanup))
+            (pin, Some(PendingRuntimeDelete { runtime, id }))
         } else {
             // Created but never started: the runtime's delete kills the init, whose exit
             // is the one to report, so it must run first.

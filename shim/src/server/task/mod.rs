@@ -67,9 +67,16 @@ struct TaskState {
     /// The deleted task's root filesystem, detached from the mount table; held until the
     /// shim exits so the kernel's flush of it does not delay the Delete reply.
     detached_rootfs: Option<OwnedFd>,
-    /// The runtime's delete of an exited container, still running after the Delete reply;
-    /// awaited before the shim exits.
-    runtime_cleanup: Option<JoinHandle<()>>,
+    /// The runtime's delete of an exited container, left for after the Delete reply: it
+    /// runs once berthd has shut the shim down, before the shim exits.
+    runtime_cleanup: Option<PendingRuntimeDelete>,
+}
+
+/// The runtime's delete of an exited init's container, run by [`Task::finish_cleanup`].
+#[derive(Debug)]
+struct PendingRuntimeDelete {
+    runtime: Runtime,
+    id: String,
 }
 
 impl TaskState {
@@ -161,11 +168,20 @@ impl Task {
     }
 
     /// Waits for cleanup that a Delete left running after its reply (the runtime's delete
-    /// of the exited container), so the shim never exits before it is done.
+    /// of the exited container), so the shim never exits before it is done. It waits
+    /// until the shim is shut down: by then berthd has answered its client, and the runtime
+    /// process no longer competes with that answer for the CPU.
     pub(crate) async fn finish_cleanup(&self) {
         let pending = self.lock().runtime_cleanup.take();
-        if let Some(cleanup) = pending {
-            let _ = cleanup.await;
+        if let Some(PendingRuntimeDelete { runtime, id }) = pending {
+            let deleted = tokio::task::spawn_blocking(move || runtime.delete(&id, false)).await;
+            match deleted {
+                Ok(Ok(())) | Ok(Err(berth_runtime::Error::NotFound { .. })) => {}
+                Ok(Err(error)) => {
+                    tracing::error!(%error, "the runtime could not delete the exited container")
+                }
+                Err(error) => tracing::error!(%error, "the runtime's delete did not finish"),
+            }
         }
     }
 
