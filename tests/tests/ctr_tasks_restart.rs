@@ -209,3 +209,65 @@ fn a_killed_shim_gets_its_task_stopped_and_cleaned_up() {
     );
     assert_ne!(again.init.pid, victim.init.pid);
 }
+
+/// Name of the file berthd writes into a parked bundle with the deleted task's id.
+const PARKED_TASK_FILE: &str = "deleted-task-id";
+
+#[test]
+fn a_deleted_tasks_shim_left_running_by_a_dead_daemon_is_shut_down_at_restart() {
+    let (mut daemon, ns) = daemon_with_busybox();
+    if !daemon.kind().is_berthd() {
+        return; // How berthd parks a deleted task's bundle is its own business.
+    }
+    let mut cleanup = TaskCleanup::new(&daemon);
+    let task = run_detached(
+        &daemon,
+        &mut cleanup,
+        &ns,
+        &[],
+        BUSYBOX_NAME,
+        "parked",
+        &["sleep", "1000"],
+    );
+    // What a daemon killed halfway through Tasks.Delete leaves: the task deleted in its
+    // shim, the bundle moved aside, and no Shutdown sent yet.
+    daemon.kill9();
+    let init = rustix::process::Pid::from_raw(task.init.pid as i32).unwrap();
+    rustix::process::kill_process(init, rustix::process::Signal::KILL).unwrap();
+    assert!(task.init.wait_gone(SETTLE));
+    let bundle = daemon.task_bundle(&ns, "parked");
+    let socket = std::fs::read_to_string(bundle.join("address")).unwrap();
+    let socket = socket.trim().trim_start_matches("unix://").to_string();
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let mut shim = berth_shim::client::connect(std::path::Path::new(&socket))
+            .await
+            .unwrap();
+        shim.delete(berth_proto::containerd::task::v2::DeleteRequest {
+            id: "parked".into(),
+            exec_id: String::new(),
+        })
+        .await
+        .unwrap();
+    });
+    let parked_root = daemon.state().join("deleted");
+    std::fs::create_dir_all(&parked_root).unwrap();
+    let parked = parked_root.join(format!("{ns}.parked.1.0"));
+    std::fs::rename(&bundle, &parked).unwrap();
+    std::fs::write(parked.join(PARKED_TASK_FILE), "parked").unwrap();
+    assert!(task.shim.is_alive(), "the shim waits for a Shutdown");
+
+    daemon.restart();
+    assert!(
+        task.shim.wait_gone(SETTLE),
+        "the shim of the deleted task is still running after the restart"
+    );
+    // The shim ran the runtime's delete before it went, and the bundle is gone.
+    let runtime_state = daemon.runtime_root(&ns).join("parked");
+    assert!(!runtime_state.exists(), "{}", runtime_state.display());
+    wait_until(SETTLE, "the parked bundle is removed", || {
+        std::fs::read_dir(&parked_root).map_or(true, |mut d| d.next().is_none())
+    });
+    assert_eq!(task_row(&daemon, &ns, "parked"), None);
+    ctr_ok(&daemon, &["-n", &ns, "containers", "rm", "parked"]);
+    wait_task_cleaned_up(&daemon, &ns, "parked", SETTLE);
+}

@@ -82,7 +82,14 @@ impl Layout {
         let moved = ensure_dir(&self.deleted_root(), SOCKET_DIR_MODE)
             .and_then(|()| std::fs::rename(&bundle, &parked));
         match moved {
-            Ok(()) => parked,
+            Ok(()) => {
+                // For a daemon that dies before the teardown is over: its successor must
+                // tell the shim which task to shut down (see `interrupted_teardowns`).
+                if let Err(e) = std::fs::write(parked.join(PARKED_TASK_FILE), id) {
+                    tracing::warn!(bundle = %parked.display(), error = %e, "could not note a deleted task's id");
+                }
+                parked
+            }
             Err(e) => {
                 tracing::warn!(bundle = %bundle.display(), error = %e, "could not move a deleted task's bundle aside");
                 bundle
@@ -90,17 +97,21 @@ impl Layout {
         }
     }
 
-    /// Removes what deleted tasks left in [`Layout::deleted_root`] when a daemon died
-    /// before it finished removing them.
-    pub fn clear_deleted(&self) {
+    /// What deleted tasks left in [`Layout::deleted_root`] when a daemon died before their
+    /// teardown was over: each parked bundle, with the task id its shim (if still there)
+    /// answers to.
+    pub fn interrupted_teardowns(&self) -> Vec<(PathBuf, Option<String>)> {
         let Ok(entries) = std::fs::read_dir(self.deleted_root()) else {
-            return;
+            return Vec::new();
         };
-        for entry in entries.flatten() {
-            if let Err(e) = remove_bundle(&entry.path()) {
-                tracing::warn!(error = %e, "could not remove a leftover deleted bundle");
-            }
-        }
+        entries
+            .flatten()
+            .map(|entry| {
+                let path = entry.path();
+                let id = std::fs::read_to_string(path.join(PARKED_TASK_FILE)).ok();
+                (path, id)
+            })
+            .collect()
     }
 
     /// Creates the shim socket directory (0700) if it is missing.
@@ -109,6 +120,9 @@ impl Layout {
         ensure_dir(&dir, SOCKET_DIR_MODE)
     }
 }
+
+/// File in a parked bundle holding the deleted task's id.
+const PARKED_TASK_FILE: &str = "deleted-task-id";
 
 /// Creates `dir` with `mode` if missing (parents too, with the same mode), and sets its mode.
 fn ensure_dir(dir: &Path, mode: u32) -> io::Result<()> {

@@ -47,7 +47,7 @@ impl TaskManager {
     /// dead task without one is cleaned up but not kept, since no client could delete it.
     pub async fn recover(&self, has_container: impl Fn(&str, &str) -> bool) -> RecoveryReport {
         let started = Instant::now();
-        self.inner.layout.clear_deleted();
+        self.finish_interrupted_teardowns().await;
         let found = match bundle::scan(&self.inner.layout.tasks_root()) {
             Ok(found) => found,
             Err(e) => {
@@ -72,6 +72,34 @@ impl TaskManager {
         report.elapsed = started.elapsed();
         self.open_for_requests();
         report
+    }
+
+    /// Finishes the teardowns a dead daemon left: shuts down each deleted task's shim that
+    /// is still there (it then runs the runtime's delete and exits) and removes the bundle.
+    async fn finish_interrupted_teardowns(&self) {
+        let parked = self.inner.layout.interrupted_teardowns();
+        futures::future::join_all(parked.into_iter().map(|(bundle_dir, id)| async move {
+            // Only a shim that answers on the task's socket is waited for (or killed): a
+            // pid file alone may name a process that reused a dead shim's pid.
+            if let (Some(socket), Some(id)) = (bundle::read_address(&bundle_dir), id) {
+                if let Ok(mut client) = connect(&socket).await {
+                    tracing::info!(%id, "shutting down the shim of a task deleted before the restart");
+                    let _ = tokio::time::timeout(
+                        STATE_TIMEOUT,
+                        client.shutdown(ShutdownRequest { id, now: false }),
+                    )
+                    .await;
+                    if let Some(pid) = bundle::read_shim_pid(&bundle_dir) {
+                        stop_process(pid, SHIM_EXIT_WAIT).await;
+                    }
+                }
+            }
+            if let Err(e) = bundle::remove_bundle(&bundle_dir) {
+                tracing::warn!(bundle = %bundle_dir.display(), error = %e,
+                    "could not remove a leftover deleted bundle");
+            }
+        }))
+        .await;
     }
 
     async fn recover_one(&self, found: FoundBundle, keep_if_dead: bool) -> Outcome {
