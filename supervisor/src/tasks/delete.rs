@@ -11,19 +11,14 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use berth_proto::containerd::events::TaskDelete;
-use berth_proto::containerd::task::v2::{DeleteRequest, ShutdownRequest};
+use berth_proto::containerd::task::v2::DeleteRequest;
 
 use super::bundle;
-use super::process::stop_process;
+use super::process::shut_down_shim;
 use super::{key, lock, ExitedTask, LiveTask, TaskError, TaskManager, TaskRef};
-
-/// How long berthd waits for a shim to acknowledge Shutdown.
-const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long berthd waits for a shut-down shim to exit before killing it.
-const SHIM_EXIT_WAIT: Duration = Duration::from_secs(2);
 
 /// Topic of the event for a deleted task.
 pub const TOPIC_DELETE: &str = "/tasks/delete";
@@ -80,8 +75,8 @@ impl TaskManager {
     }
 
     /// Shuts the shim down and waits for it to exit (killing it if it lingers), then
-    /// removes the bundle and socket, without holding up the Delete reply. Until this finishes, a new
-    /// task of the same id waits in [`TaskManager::wait_for_teardown`].
+    /// removes the bundle and socket, without holding up the Delete reply. Until this
+    /// finishes, a new task of the same id waits in [`TaskManager::wait_for_teardown`].
     fn tear_down_after_reply(&self, task: Arc<LiveTask>, bundle: PathBuf, shim_pid: Option<i32>) {
         let done = self.begin_teardown(&task.namespace, &task.id);
         let manager = self.clone();
@@ -92,30 +87,10 @@ impl TaskManager {
             .join(&task.id);
         tokio::spawn(async move {
             // Shut the shim down after the reply: it then runs the runtime's delete of the
-            // exited container, which the client need not wait for.
-            let shutdown = tokio::time::timeout(
-                SHUTDOWN_TIMEOUT,
-                task.client().shutdown(ShutdownRequest {
-                    id: task.id.clone(),
-                    now: false,
-                }),
-            )
-            .await;
-            match shutdown {
-                Ok(Ok(_)) => {}
-                // The shim may exit before it answers; that is what was asked.
-                Ok(Err(status)) => {
-                    tracing::debug!(id = %task.id, %status, "shim shutdown answered with an error")
-                }
-                Err(_) => {
-                    tracing::warn!(id = %task.id, "shim did not acknowledge shutdown in time")
-                }
-            }
-            // No shim outlives its deleted task, and none still holds the socket path when
-            // a new task of the same id binds it.
-            if let Some(pid) = shim_pid {
-                stop_process(pid, SHIM_EXIT_WAIT).await;
-            }
+            // exited container, which the client need not wait for. No shim outlives its
+            // deleted task, and none still holds the socket path when a new task of the same
+            // id binds it.
+            shut_down_shim(&mut task.client(), &task.id, false, shim_pid).await;
             // The shim is gone, and with it any /tasks/delete of its own still on the way.
             lock(&manager.inner.deletes_announced).remove(&key(&task.namespace, &task.id));
             // The shim runs the runtime's delete after its reply; if that failed, say so

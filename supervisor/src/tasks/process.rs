@@ -3,6 +3,14 @@
 
 use std::time::Duration;
 
+use berth_proto::containerd::task::v2::ShutdownRequest;
+use berth_shim::client::TaskClient;
+
+/// How long a shim has to acknowledge Shutdown.
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a shut-down shim has to exit before it is killed.
+const SHIM_EXIT_WAIT: Duration = Duration::from_secs(2);
+
 /// First pause of a polling wait for a process to exit (where no pidfd can be had); it
 /// doubles up to [`MAX_POLL`]. A shim told to shut down is usually gone within a few ms.
 const FIRST_POLL: Duration = Duration::from_millis(1);
@@ -84,6 +92,24 @@ pub async fn stop_process(pid: i32, grace: Duration) {
         let _ = rustix::process::kill_process(target, rustix::process::Signal::KILL);
     }
     wait_for_exit(pid, Duration::from_secs(1)).await;
+}
+
+/// Tells the shim of task `id` to shut down (`now`: even with its task still there), then
+/// waits for process `shim_pid`, if known, to exit, killing it if it lingers. A shim may
+/// exit before it answers; that is what was asked, so only a missing answer is logged.
+pub async fn shut_down_shim(client: &mut TaskClient, id: &str, now: bool, shim_pid: Option<i32>) {
+    let request = ShutdownRequest {
+        id: id.to_string(),
+        now,
+    };
+    match tokio::time::timeout(SHUTDOWN_TIMEOUT, client.shutdown(request)).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(status)) => tracing::debug!(%id, %status, "shim shutdown answered with an error"),
+        Err(_) => tracing::warn!(%id, "shim did not acknowledge shutdown in time"),
+    }
+    if let Some(pid) = shim_pid {
+        stop_process(pid, SHIM_EXIT_WAIT).await;
+    }
 }
 
 #[cfg(test)]

@@ -7,18 +7,16 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use berth_proto::containerd::task::v2::{ShutdownRequest, StateRequest};
+use berth_proto::containerd::task::v2::StateRequest;
 use berth_shim::client::connect;
 use tonic::Code;
 
 use super::bundle::{self, FoundBundle};
-use super::process::stop_process;
+use super::process::shut_down_shim;
 use super::{key, ExitedTask, LiveTask, Slot, TaskManager};
 
 /// How long a reconnected shim may take to report its task's state.
 const STATE_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long a shim whose task was already deleted may take to exit.
-const SHIM_EXIT_WAIT: Duration = Duration::from_secs(2);
 
 /// What recovery found.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -84,14 +82,8 @@ impl TaskManager {
             if let (Some(socket), Some(id)) = (bundle::read_address(&bundle_dir), id) {
                 if let Ok(mut client) = connect(&socket).await {
                     tracing::info!(%id, "shutting down the shim of a task deleted before the restart");
-                    let _ = tokio::time::timeout(
-                        STATE_TIMEOUT,
-                        client.shutdown(ShutdownRequest { id, now: false }),
-                    )
-                    .await;
-                    if let Some(pid) = bundle::read_shim_pid(&bundle_dir) {
-                        stop_process(pid, SHIM_EXIT_WAIT).await;
-                    }
+                    let shim_pid = bundle::read_shim_pid(&bundle_dir);
+                    shut_down_shim(&mut client, &id, false, shim_pid).await;
                 }
             }
             if let Err(e) = bundle::remove_bundle(&bundle_dir) {
@@ -144,18 +136,8 @@ impl TaskManager {
             Ok(Err(status)) if status.code() == Code::NotFound => {
                 // The shim had deleted the task when berthd stopped; finish the delete.
                 tracing::info!(namespace = %ns, %id, "finishing the delete of a task");
-                let pid = bundle::read_shim_pid(&bundle_dir);
-                let _ = tokio::time::timeout(
-                    STATE_TIMEOUT,
-                    client.shutdown(ShutdownRequest {
-                        id: id.clone(),
-                        now: true,
-                    }),
-                )
-                .await;
-                if let Some(pid) = pid {
-                    stop_process(pid, SHIM_EXIT_WAIT).await;
-                }
+                let shim_pid = bundle::read_shim_pid(&bundle_dir);
+                shut_down_shim(&mut client, &id, true, shim_pid).await;
                 self.clean_up_after_dead_shim(&ns, &id, &bundle_dir, &socket)
                     .await;
                 return Outcome::Removed;
