@@ -1,10 +1,10 @@
-//! Compiles every `.proto` file under `containerd/` and `google/` into prost
+//! Compiles every `.proto` file under `berth/`, `containerd/` and `google/` into prost
 //! messages and tonic clients and servers, nested by protobuf package.
 
 use std::path::{Path, PathBuf};
 
 /// Directories (relative to this crate) that hold our `.proto` sources.
-const PROTO_DIRS: &[&str] = &["containerd", "google"];
+const PROTO_DIRS: &[&str] = &["berth", "containerd", "google"];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?);

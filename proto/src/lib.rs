@@ -19,6 +19,7 @@
 //! - `containerd::task::v2`: the shim task API
 //! - `io::containerd::cgroups::{v1, v2}`: task metrics payloads
 //! - `google::rpc`: Status
+//! - `berth::shim::v1`: the spare shim's Assign call (Berth's own, not containerd's)
 //!
 //! [`type_urls`] names the `Any` type URLs that are not protobuf messages.
 

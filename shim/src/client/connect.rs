@@ -4,7 +4,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use hyper_util::rt::TokioIo;
-use tonic::transport::{Endpoint, Uri};
+use tonic::transport::{Channel, Endpoint, Uri};
 
 use crate::client::{ClientError, TaskClient};
 
@@ -30,6 +30,11 @@ pub async fn connect_with_timeout(
     socket: &Path,
     limit: Duration,
 ) -> Result<TaskClient, ClientError> {
+    Ok(TaskClient::new(open_channel(socket, limit).await?))
+}
+
+/// A gRPC channel to whatever serves on `socket`, connected within `limit`.
+pub(crate) async fn open_channel(socket: &Path, limit: Duration) -> Result<Channel, ClientError> {
     let failed = |detail: String| ClientError::Connect {
         socket: socket.to_path_buf(),
         detail,
@@ -43,14 +48,12 @@ pub async fn connect_with_timeout(
         }
     });
     let endpoint = Endpoint::from_static(CHANNEL_URI).connect_timeout(limit);
-    let channel = tokio::time::timeout(limit, endpoint.connect_with_connector(connector))
+    tokio::time::timeout(limit, endpoint.connect_with_connector(connector))
         .await
         .map_err(|_| failed(format!("no answer within {limit:?}")))?
-        .map_err(|e| failed(describe(&e)))?;
-    Ok(TaskClient::new(channel))
+        .map_err(|e| failed(describe(&e)))
 }
 
-/// The transport error with its causes, which hold the useful part ("Connection refused").
 fn describe(error: &(dyn std::error::Error + 'static)) -> String {
     let mut text = error.to_string();
     let mut source = error.source();

@@ -17,7 +17,7 @@ pub enum ClientError {
     /// `berth-shim <command>` ran but reported failure; `message` is what it printed on stderr.
     #[error("berth-shim {command} failed ({status}): {message}")]
     CommandFailed {
-        /// `start` or `delete`.
+        /// `start`, `spare` or `delete`.
         command: &'static str,
         /// How the process ended, e.g. `exit status: 1`.
         status: String,
@@ -27,7 +27,7 @@ pub enum ClientError {
     /// `berth-shim <command>` did not finish in time and was killed.
     #[error("berth-shim {command} did not finish within {after:?}")]
     Timeout {
-        /// `start` or `delete`.
+        /// `start`, `spare` or `delete`.
         command: &'static str,
         /// The limit that ran out.
         after: Duration,
@@ -35,7 +35,7 @@ pub enum ClientError {
     /// `berth-shim <command>` succeeded but printed something that is not the agreed reply.
     #[error("berth-shim {command} printed an unexpected reply: {detail}")]
     BadReply {
-        /// `start` or `delete`.
+        /// `start`, `spare` or `delete`.
         command: &'static str,
         /// What was wrong with it.
         detail: String,
@@ -43,7 +43,7 @@ pub enum ClientError {
     /// Waiting for or reading from the `berth-shim` process failed.
     #[error("talking to berth-shim {command}: {source}")]
     Io {
-        /// `start` or `delete`.
+        /// `start`, `spare` or `delete`.
         command: &'static str,
         /// The I/O error.
         source: std::io::Error,
@@ -63,6 +63,16 @@ pub enum ClientError {
     Connect {
         /// The socket path.
         socket: PathBuf,
+        /// What went wrong.
+        detail: String,
+    },
+    /// A spare shim did not take on the task it was given.
+    #[error("the spare shim at {socket} did not take task {id}: {detail}")]
+    Assign {
+        /// The spare's socket.
+        socket: PathBuf,
+        /// The task id.
+        id: String,
         /// What went wrong.
         detail: String,
     },

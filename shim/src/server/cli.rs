@@ -1,5 +1,5 @@
-//! The `berth-shim` command line: `start`, `delete`, and the internal `serve` that `start`
-//! runs as the daemon. Parsing and the reverse (the flags `start` passes to `serve`) live
+//! The `berth-shim` command line: `start`, `spare`, `delete`, and the internal `serve` that
+//! `start` runs as the daemon. Parsing and the reverse (the flags `start` passes to `serve`) live
 //! together here so they cannot drift apart.
 
 use std::ffi::OsString;
@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 use crate::server::{cleanup, daemon, exit_file, launch};
-use crate::server::{DaemonConfig, RuntimeSettings, ShimError, TaskIdentity};
+use crate::server::{DaemonConfig, RuntimeSettings, ShimError, SpareConfig, TaskIdentity};
 
 /// berth-shim: the per-container shim of Berth.
 #[derive(Debug, Parser)]
@@ -27,6 +27,9 @@ pub struct Cli {
 pub enum Command {
     /// Start the daemon shim of a task and print its socket path.
     Start(StartArgs),
+    /// Start a spare daemon shim, to be given a task by berthd later; print its socket and
+    /// pid.
+    Spare(SpareArgs),
     /// Clean up a task whose shim is gone and print how its init ended (JSON).
     Delete(DeleteArgs),
     /// Run as the daemon shim (started by `start`; not for direct use).
@@ -76,6 +79,35 @@ pub struct StartArgs {
     /// Log level for bundle/shim.log: error, warn, info, debug or trace.
     #[arg(long, default_value = "info")]
     pub log_level: tracing::Level,
+}
+
+/// Flags of `spare`.
+#[derive(Debug, Clone, Args)]
+pub struct SpareArgs {
+    /// Unix socket to serve on until a task is assigned.
+    #[arg(long)]
+    pub socket: PathBuf,
+    /// berthd's unix socket, where task events are published.
+    #[arg(long)]
+    pub publish_address: PathBuf,
+    /// berthd's pid: the spare exits if berthd does before assigning it a task.
+    #[arg(long)]
+    pub supervisor_pid: i32,
+    /// Log level for the assigned task's bundle/shim.log.
+    #[arg(long, default_value = "info")]
+    pub log_level: tracing::Level,
+}
+
+impl SpareArgs {
+    /// The spare configuration these flags describe.
+    pub fn config(&self) -> SpareConfig {
+        SpareConfig {
+            socket: self.socket.clone(),
+            publish_address: self.publish_address.clone(),
+            supervisor_pid: self.supervisor_pid,
+            log_level: self.log_level,
+        }
+    }
 }
 
 /// Flags of `delete`.
@@ -147,13 +179,17 @@ pub fn main() -> ExitCode {
         Command::Start(args) => launch::start(&args.config()).map(|socket| {
             println!("{}", socket.display());
         }),
+        Command::Spare(args) => launch::start_spare(&args.config()).map(|(socket, pid)| {
+            println!("{}", socket.display());
+            println!("{pid}");
+        }),
         Command::Delete(args) => {
             cleanup::delete(&args.task.identity(), &args.task.settings()).map(|exit| {
                 println!("{}", exit_file::to_json(&exit));
             })
         }
         Command::Serve { args, ready_fd } => match ready_pipe(ready_fd) {
-            Ok(ready) => daemon::run(args.config(), ready),
+            Ok(ready) => daemon::run(daemon::DaemonMode::Task(args.config()), ready),
             Err(error) => Err(error),
         },
     };

@@ -101,6 +101,50 @@ impl DaemonConfig {
     }
 }
 
+/// What a spare shim is told on its command line: it has no task until berthd assigns one
+/// (see [`crate::server::spare`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpareConfig {
+    /// The socket served until the task is assigned (then renamed to the task's socket).
+    pub socket: PathBuf,
+    /// berthd's socket, where task events are published.
+    pub publish_address: PathBuf,
+    /// berthd's pid: a spare whose berthd exits before assigning it a task exits too.
+    pub supervisor_pid: i32,
+    /// Most verbose level written to the assigned task's `shim.log`.
+    pub log_level: tracing::Level,
+}
+
+impl SpareConfig {
+    /// Checks every field before anything is started.
+    pub fn validate(&self) -> Result<(), ShimError> {
+        if self.supervisor_pid <= 0 {
+            return Err(ShimError::InvalidArgument(format!(
+                "supervisor pid {} is not a process id",
+                self.supervisor_pid
+            )));
+        }
+        check_socket_path("socket", &self.socket)?;
+        check_socket_path("publish address", &self.publish_address)
+    }
+
+    /// The daemon configuration of task `task`, served on `socket`, once assigned.
+    pub fn assigned(
+        &self,
+        task: TaskIdentity,
+        runtime: RuntimeSettings,
+        socket: PathBuf,
+    ) -> DaemonConfig {
+        DaemonConfig {
+            task,
+            runtime,
+            socket,
+            publish_address: self.publish_address.clone(),
+            log_level: self.log_level,
+        }
+    }
+}
+
 /// A socket path must be absolute (never an abstract address) and fit a unix address.
 fn check_socket_path(what: &str, path: &Path) -> Result<(), ShimError> {
     if !path.is_absolute() {

@@ -1,19 +1,22 @@
-//! The daemon shim: what `berth-shim start` leaves running for one task.
+//! The daemon shim: what `berth-shim start` (or `berth-shim spare`) leaves running.
 //!
 //! It makes itself a child subreaper, logs to `bundle/shim.log`, writes `bundle/shim.pid`,
 //! binds the task API socket (mode 0600 in a 0700 directory), tells `start` it is ready,
 //! and serves until Shutdown allows it to exit. Everything runs on one thread (a
 //! current-thread tokio runtime); runtime commands run on a small blocking pool whose
-//! threads go away when idle, so an idle shim is one thread and little memory.
+//! threads go away when idle, so an idle shim is one thread and little memory. A spare
+//! shim does the task-specific steps (log, pid file, working directory) only when berthd
+//! assigns it a task (see [`crate::server::spare`]).
 
 use std::fs::File;
 use std::io::Write;
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use berth_proto::berth::shim::v1::spare_server::SpareServer;
 use berth_proto::containerd::task::v2::task_server::TaskServer;
 use tokio::net::UnixListener;
 use tokio::signal::unix::{signal, SignalKind};
@@ -22,8 +25,28 @@ use tokio_stream::wrappers::UnixListenerStream;
 use crate::server::events::EventPublisher;
 use crate::server::reaper::Reaper;
 use crate::server::service::TaskService;
+use crate::server::spare::{SpareService, SupervisorWatch, TaskCell};
 use crate::server::task::Task;
-use crate::server::{logging, DaemonConfig, ShimError};
+use crate::server::{logging, DaemonConfig, ShimError, SpareConfig};
+
+/// What a daemon shim is started as.
+#[derive(Debug, Clone)]
+pub enum DaemonMode {
+    /// The shim of one task, known from the start (`berth-shim start`).
+    Task(DaemonConfig),
+    /// A spare waiting for berthd to assign it a task (`berth-shim spare`).
+    Spare(SpareConfig),
+}
+
+impl DaemonMode {
+    /// The socket the daemon binds.
+    pub fn socket(&self) -> &Path {
+        match self {
+            DaemonMode::Task(config) => &config.socket,
+            DaemonMode::Spare(config) => &config.socket,
+        }
+    }
+}
 
 /// File the shim writes its own pid to, in the bundle.
 pub const SHIM_PID_FILE: &str = "shim.pid";
@@ -65,11 +88,11 @@ impl Readiness {
     }
 }
 
-/// Runs the daemon shim for `config` until it is told to exit. `ready` is the pipe to
-/// report readiness (or the reason for failing) on.
-pub fn run(config: DaemonConfig, ready: Option<OwnedFd>) -> Result<(), ShimError> {
+/// Runs the daemon shim in `mode` until it is told to exit. `ready` is the pipe to report
+/// readiness (or the reason for failing) on.
+pub fn run(mode: DaemonMode, ready: Option<OwnedFd>) -> Result<(), ShimError> {
     let mut readiness = Readiness(ready.map(File::from));
-    let result = run_until_shutdown(&config, &mut readiness);
+    let result = run_until_shutdown(&mode, &mut readiness);
     if let Err(error) = &result {
         tracing::error!(%error, "the shim failed");
         readiness.report(&format!("{FAILED_PREFIX}{error}"));
@@ -77,15 +100,19 @@ pub fn run(config: DaemonConfig, ready: Option<OwnedFd>) -> Result<(), ShimError
     result
 }
 
-fn run_until_shutdown(config: &DaemonConfig, readiness: &mut Readiness) -> Result<(), ShimError> {
+fn run_until_shutdown(mode: &DaemonMode, readiness: &mut Readiness) -> Result<(), ShimError> {
     limit_malloc_arenas();
-    logging::init(&config.task, config.log_level)?;
+    if let DaemonMode::Task(config) = mode {
+        logging::init(&config.task, config.log_level)?;
+    }
     Reaper::become_subreaper().map_err(ShimError::io("become a child subreaper", ""))?;
-    // A pid written as JSON is just its digits.
-    berth_runtime::write_json_atomically(
-        &config.task.bundle.join(SHIM_PID_FILE),
-        &std::process::id(),
-    )?;
+    if let DaemonMode::Task(config) = mode {
+        // A pid written as JSON is just its digits.
+        berth_runtime::write_json_atomically(
+            &config.task.bundle.join(SHIM_PID_FILE),
+            &std::process::id(),
+        )?;
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .max_io_events_per_tick(MAX_IO_EVENTS_PER_TICK)
@@ -95,66 +122,113 @@ fn run_until_shutdown(config: &DaemonConfig, readiness: &mut Readiness) -> Resul
         .build()
         .map_err(ShimError::io("start the async runtime", ""))?;
     // On the heap: the server future is large, and the main stack stays small.
-    runtime.block_on(Box::pin(serve(config, readiness)))
+    runtime.block_on(Box::pin(serve(mode, readiness)))
 }
 
-async fn serve(config: &DaemonConfig, readiness: &mut Readiness) -> Result<(), ShimError> {
-    let reaper = Arc::new(Reaper::default());
+/// The task of `config`, with its event publisher running.
+pub(crate) fn start_task(config: &DaemonConfig, reaper: &Arc<Reaper>) -> Arc<Task> {
     let events = Arc::new(EventPublisher::new(
         &config.task.namespace,
         &config.publish_address,
     ));
-    let task = Arc::new(Task::new(
+    let publisher = events.clone();
+    tokio::spawn(async move { publisher.run().await });
+    Arc::new(Task::new(
         config.task.clone(),
         config.runtime.clone(),
         config.socket.clone(),
         reaper.clone(),
-        events.clone(),
-    ));
+        events,
+    ))
+}
+
+async fn serve(mode: &DaemonMode, readiness: &mut Readiness) -> Result<(), ShimError> {
+    let reaper = Arc::new(Reaper::default());
+    let (cell, spare, supervisor) = match mode {
+        DaemonMode::Task(config) => (
+            Arc::new(TaskCell::holding(start_task(config, &reaper))),
+            None,
+            None,
+        ),
+        DaemonMode::Spare(config) => {
+            let cell = Arc::new(TaskCell::default());
+            let service = SpareService::new(config.clone(), cell.clone(), reaper.clone());
+            let watch = SupervisorWatch::open(config.supervisor_pid)?;
+            (cell, Some(SpareServer::new(service)), Some(watch))
+        }
+    };
     // Registered before anything is spawned, so no exit goes unnoticed.
     let mut child_exits =
         signal(SignalKind::child()).map_err(ShimError::io("watch for SIGCHLD", ""))?;
-    let listener = bind(&config.socket)?;
+    let listener = bind(mode.socket())?;
 
-    let reaped_task = task.clone();
+    let reaped = cell.clone();
     tokio::spawn(async move {
         loop {
-            reaper.reap_exited(|pid, status| reaped_task.on_exit(pid, status));
+            reaper.reap_exited(|pid, status| {
+                // A spare has no children before it has a task.
+                if let Some(task) = reaped.get() {
+                    task.on_exit(pid, status);
+                }
+            });
             if child_exits.recv().await.is_none() {
                 return;
             }
         }
     });
-    let publisher = events.clone();
-    tokio::spawn(async move { publisher.run().await });
 
     readiness.report(READY_MESSAGE);
-    tracing::info!(socket = %config.socket.display(), pid = std::process::id(), "shim serving");
+    tracing::info!(socket = %mode.socket().display(), pid = std::process::id(), "shim serving");
 
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tonic::transport::Server::builder()
-        .add_service(TaskServer::new(TaskService::new(task.clone())))
+        .add_service(TaskServer::new(TaskService::new(cell.clone())))
+        .add_optional_service(spare)
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async {
             let _ = stopped.await;
         });
     tokio::pin!(server);
+    let shutdown = async { cell.assigned().await.shutdown_requested().await };
+    let abandoned = async {
+        if let Some(supervisor) = &supervisor {
+            supervisor.exited().await;
+            if cell.get().is_none() {
+                return;
+            }
+        }
+        std::future::pending::<()>().await
+    };
     let served = tokio::select! {
         served = &mut server => served,
-        () = task.shutdown_requested() => {
+        () = shutdown => {
+            let _ = stop.send(());
+            tokio::time::timeout(SHUTDOWN_GRACE, &mut server)
+                .await
+                .unwrap_or(Ok(()))
+        }
+        () = abandoned => {
+            tracing::info!("berthd exited before it gave this spare shim a task");
             let _ = stop.send(());
             tokio::time::timeout(SHUTDOWN_GRACE, &mut server)
                 .await
                 .unwrap_or(Ok(()))
         }
     };
-    task.finish_cleanup().await;
-    if !events.flush(FINAL_EVENTS_WAIT).await {
-        tracing::warn!(
-            undelivered = events.pending(),
-            "exiting with events berthd never took"
-        );
-    }
-    let _ = std::fs::remove_file(&config.socket);
+    let socket: PathBuf = match cell.get() {
+        Some(task) => {
+            task.finish_cleanup().await;
+            let events = task.events();
+            if !events.flush(FINAL_EVENTS_WAIT).await {
+                tracing::warn!(
+                    undelivered = events.pending(),
+                    "exiting with events berthd never took"
+                );
+            }
+            task.socket().to_path_buf()
+        }
+        None => mode.socket().to_path_buf(),
+    };
+    let _ = std::fs::remove_file(&socket);
     tracing::info!("shim exiting");
     served.map_err(|e| ShimError::Internal(format!("serving the task API failed: {e}")))
 }

@@ -1,4 +1,5 @@
-//! `berth-shim start`: starting the daemon shim of a task.
+//! `berth-shim start`: starting the daemon shim of a task; `berth-shim spare`: starting a
+//! spare daemon shim that berthd gives a task later.
 //!
 //! The daemon is a fork of `start` (no second exec: loading the binary again cost about a
 //! millisecond of every task's start) in a new session (setsid), with the bundle as its
@@ -6,15 +7,16 @@
 //! daemon is reparented away from berthd. Readiness comes back through a pipe: `ok`, or the
 //! reason it failed. When the socket already answers, the shim is up and `start` only
 //! prints the socket again. (`berth-shim serve` runs the same daemon in the foreground.)
+//! A spare starts the same way, in `/` (it has no bundle yet).
 
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::server::daemon::{self, FAILED_PREFIX, READY_MESSAGE};
+use crate::server::daemon::{self, DaemonMode, FAILED_PREFIX, READY_MESSAGE};
 use crate::server::fd::pipe;
-use crate::server::{DaemonConfig, ShimError};
+use crate::server::{DaemonConfig, ShimError, SpareConfig};
 
 /// How long the daemon has to bind its socket.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -26,6 +28,35 @@ pub fn start(config: &DaemonConfig) -> Result<PathBuf, ShimError> {
     if std::os::unix::net::UnixStream::connect(&config.socket).is_ok() {
         return Ok(config.socket.clone());
     }
+    let log = config.task.bundle.join("shim.log");
+    let hint = format!("see {}", log.display());
+    fork_daemon(&config.task.bundle, &hint, DaemonMode::Task(config.clone()))?;
+    Ok(config.socket.clone())
+}
+
+/// Starts a spare daemon shim for `config` and returns its socket path and pid once it
+/// listens. A spare's socket is its own: one that already answers is refused.
+pub fn start_spare(config: &SpareConfig) -> Result<(PathBuf, u32), ShimError> {
+    config.validate()?;
+    if std::os::unix::net::UnixStream::connect(&config.socket).is_ok() {
+        return Err(ShimError::AlreadyExists(format!(
+            "a shim already listens on {}",
+            config.socket.display()
+        )));
+    }
+    // A spare has no bundle (nor log) yet; its failures come back on the ready pipe.
+    let pid = fork_daemon(
+        Path::new("/"),
+        "it left no log",
+        DaemonMode::Spare(config.clone()),
+    )?;
+    Ok((config.socket.clone(), pid))
+}
+
+/// Forks the daemon shim in `mode` with `workdir` as its working directory and waits until
+/// it listens (or reports why it cannot); returns its pid. `hint` says where to look if it
+/// dies silently.
+fn fork_daemon(workdir: &Path, hint: &str, mode: DaemonMode) -> Result<u32, ShimError> {
     let (ready_reader, ready_writer) = pipe().map_err(ShimError::io("create ready pipe", ""))?;
     // Opened before the fork, so the child has nothing to open that could fail silently.
     let dev_null = std::fs::OpenOptions::new()
@@ -43,8 +74,8 @@ pub fn start(config: &DaemonConfig) -> Result<PathBuf, ShimError> {
     }
     if pid == 0 {
         drop(ready_reader);
-        let code = match enter_daemon_session(&config.task.bundle, dev_null, &ready_writer) {
-            Ok(()) => match daemon::run(config.clone(), Some(ready_writer)) {
+        let code = match enter_daemon_session(workdir, dev_null, &ready_writer) {
+            Ok(()) => match daemon::run(mode, Some(ready_writer)) {
                 Ok(()) => 0,
                 Err(_) => 1,
             },
@@ -62,35 +93,31 @@ pub fn start(config: &DaemonConfig) -> Result<PathBuf, ShimError> {
     let answer = read_answer(ready_reader)?;
     let answer = answer.trim();
     if answer == READY_MESSAGE {
-        return Ok(config.socket.clone());
+        return Ok(pid as u32);
     }
     // The daemon failed and exits; collect it so no zombie lingers while we report.
     // SAFETY: waits for our own child; the status pointer may be null.
     unsafe {
         libc::waitpid(pid, std::ptr::null_mut(), 0);
     }
-    let log = config.task.bundle.join("shim.log");
     Err(ShimError::FailedPrecondition(
         match answer.strip_prefix(FAILED_PREFIX) {
             Some(reason) => format!("the shim failed to start: {reason}"),
-            None => format!(
-                "the shim exited before it was ready (see {})",
-                log.display()
-            ),
+            None => format!("the shim exited before it was ready ({hint})"),
         },
     ))
 }
 
 /// In the daemon child: a new session (no controlling terminal, not in berthd's process
-/// group), the bundle as working directory, `/dev/null` as stdio so that nothing holds the
+/// group), `workdir` (the bundle; `/` for a spare) as working directory, `/dev/null` as stdio so that nothing holds the
 /// pipes `start`'s caller reads until EOF, and no other inherited descriptor but `ready`.
 fn enter_daemon_session(
-    bundle: &Path,
+    workdir: &Path,
     dev_null: std::fs::File,
     ready: &OwnedFd,
 ) -> std::io::Result<()> {
     rustix::process::setsid()?;
-    std::env::set_current_dir(bundle)?;
+    std::env::set_current_dir(workdir)?;
     for target in 0..=2 {
         // SAFETY: dup2 between two descriptor numbers; the copies lack close-on-exec, as
         // stdio should.

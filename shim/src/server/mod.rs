@@ -1,7 +1,8 @@
 //! The daemon shim: everything behind the `berth-shim` binary.
 //!
 //! - [`launch::start`] is `berth-shim start`: it starts the daemon shim in a new session,
-//!   waits until it listens, and prints its socket.
+//!   waits until it listens, and prints its socket. [`launch::start_spare`] is
+//!   `berth-shim spare`: the same for a [`spare`] shim, which gets its task later.
 //! - [`daemon::run`] is the daemon itself: a child subreaper that serves the task API
 //!   (`service`) on a unix socket with a single-threaded tokio runtime.
 //! - [`cleanup::delete`] is `berth-shim delete`: cleaning up a task whose shim is gone.
@@ -30,8 +31,9 @@ mod process;
 mod reaper;
 mod runtime_options;
 mod service;
+pub mod spare;
 mod stdio;
 mod task;
 
-pub use config::{validate_namespace, DaemonConfig, RuntimeSettings, TaskIdentity};
+pub use config::{validate_namespace, DaemonConfig, RuntimeSettings, SpareConfig, TaskIdentity};
 pub use error::ShimError;

@@ -13,19 +13,27 @@ use berth_proto::containerd::task::v2::{
 };
 use tonic::{Request, Response, Status};
 
+use crate::server::spare::TaskCell;
 use crate::server::task::Task;
 use crate::server::ShimError;
 
 /// The task API served on the shim's socket.
 #[derive(Debug, Clone)]
 pub(crate) struct TaskService {
-    task: Arc<Task>,
+    cell: Arc<TaskCell>,
 }
 
 impl TaskService {
-    /// Serves `task`.
-    pub(crate) fn new(task: Arc<Task>) -> TaskService {
-        TaskService { task }
+    /// Serves the task in `cell` (a spare's cell is empty until it is assigned a task).
+    pub(crate) fn new(cell: Arc<TaskCell>) -> TaskService {
+        TaskService { cell }
+    }
+
+    /// The task, or FailedPrecondition for a spare that has none yet.
+    // The error type is the one tonic's generated trait requires.
+    #[allow(clippy::result_large_err)]
+    fn task(&self) -> Result<&Arc<Task>, Status> {
+        self.cell.task().map_err(Status::from)
     }
 }
 
@@ -49,14 +57,14 @@ impl TaskApi for TaskService {
         request: Request<StateRequest>,
     ) -> Result<Response<StateResponse>, Status> {
         let request = request.into_inner();
-        reply("State", self.task.state(&request.id, &request.exec_id))
+        reply("State", self.task()?.state(&request.id, &request.exec_id))
     }
 
     async fn create(
         &self,
         request: Request<CreateTaskRequest>,
     ) -> Result<Response<CreateTaskResponse>, Status> {
-        let result = self.task.create(request.into_inner()).await;
+        let result = self.task()?.create(request.into_inner()).await;
         reply("Create", result.map(|pid| CreateTaskResponse { pid }))
     }
 
@@ -65,7 +73,7 @@ impl TaskApi for TaskService {
         request: Request<StartRequest>,
     ) -> Result<Response<StartResponse>, Status> {
         let request = request.into_inner();
-        let result = self.task.start(&request.id, &request.exec_id).await;
+        let result = self.task()?.start(&request.id, &request.exec_id).await;
         reply("Start", result.map(|pid| StartResponse { pid }))
     }
 
@@ -76,25 +84,29 @@ impl TaskApi for TaskService {
         let request = request.into_inner();
         reply(
             "Delete",
-            self.task.delete(&request.id, &request.exec_id).await,
+            self.task()?.delete(&request.id, &request.exec_id).await,
         )
     }
 
     async fn pids(&self, request: Request<PidsRequest>) -> Result<Response<PidsResponse>, Status> {
-        reply("Pids", self.task.pids(&request.into_inner().id).await)
+        reply("Pids", self.task()?.pids(&request.into_inner().id).await)
     }
 
     async fn pause(&self, request: Request<PauseRequest>) -> Result<Response<()>, Status> {
         reply(
             "Pause",
-            self.task.set_paused(&request.into_inner().id, true).await,
+            self.task()?
+                .set_paused(&request.into_inner().id, true)
+                .await,
         )
     }
 
     async fn resume(&self, request: Request<ResumeRequest>) -> Result<Response<()>, Status> {
         reply(
             "Resume",
-            self.task.set_paused(&request.into_inner().id, false).await,
+            self.task()?
+                .set_paused(&request.into_inner().id, false)
+                .await,
         )
     }
 
@@ -111,18 +123,18 @@ impl TaskApi for TaskService {
     }
 
     async fn kill(&self, request: Request<KillRequest>) -> Result<Response<()>, Status> {
-        reply("Kill", self.task.kill(request.into_inner()).await)
+        reply("Kill", self.task()?.kill(request.into_inner()).await)
     }
 
     async fn exec(&self, request: Request<ExecProcessRequest>) -> Result<Response<()>, Status> {
-        reply("Exec", self.task.exec(request.into_inner()).await)
+        reply("Exec", self.task()?.exec(request.into_inner()).await)
     }
 
     async fn resize_pty(&self, request: Request<ResizePtyRequest>) -> Result<Response<()>, Status> {
         let request = request.into_inner();
         reply(
             "ResizePty",
-            self.task
+            self.task()?
                 .resize_pty(&request.id, &request.exec_id, request.width, request.height),
         )
     }
@@ -131,25 +143,28 @@ impl TaskApi for TaskService {
         let request = request.into_inner();
         reply(
             "CloseIO",
-            self.task
+            self.task()?
                 .close_io(&request.id, &request.exec_id, request.stdin),
         )
     }
 
     async fn update(&self, request: Request<UpdateTaskRequest>) -> Result<Response<()>, Status> {
-        reply("Update", self.task.update(request.into_inner()).await)
+        reply("Update", self.task()?.update(request.into_inner()).await)
     }
 
     async fn wait(&self, request: Request<WaitRequest>) -> Result<Response<WaitResponse>, Status> {
         let request = request.into_inner();
-        reply("Wait", self.task.wait(&request.id, &request.exec_id).await)
+        reply(
+            "Wait",
+            self.task()?.wait(&request.id, &request.exec_id).await,
+        )
     }
 
     async fn stats(
         &self,
         request: Request<StatsRequest>,
     ) -> Result<Response<StatsResponse>, Status> {
-        let result = self.task.stats(&request.into_inner().id).await;
+        let result = self.task()?.stats(&request.into_inner().id).await;
         reply(
             "Stats",
             result.map(|stats| StatsResponse { stats: Some(stats) }),
@@ -160,11 +175,11 @@ impl TaskApi for TaskService {
         &self,
         request: Request<ConnectRequest>,
     ) -> Result<Response<ConnectResponse>, Status> {
-        reply("Connect", self.task.connect(&request.into_inner().id))
+        reply("Connect", self.task()?.connect(&request.into_inner().id))
     }
 
     async fn shutdown(&self, request: Request<ShutdownRequest>) -> Result<Response<()>, Status> {
         let request = request.into_inner();
-        reply("Shutdown", self.task.shutdown(&request.id, request.now))
+        reply("Shutdown", self.task()?.shutdown(&request.id, request.now))
     }
 }

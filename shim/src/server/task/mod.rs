@@ -151,6 +151,21 @@ impl Task {
         &self.identity.id
     }
 
+    /// The task served.
+    pub(crate) fn identity(&self) -> &TaskIdentity {
+        &self.identity
+    }
+
+    /// The shim's socket.
+    pub(crate) fn socket(&self) -> &std::path::Path {
+        &self.socket
+    }
+
+    /// Where the task's events go.
+    pub(crate) fn events(&self) -> &Arc<EventPublisher> {
+        &self.events
+    }
+
     /// Refuses a request for another container than the shim's.
     pub(crate) fn check_id(&self, id: &str) -> Result<(), ShimError> {
         if id != self.id() {
