@@ -28,7 +28,15 @@ pub struct FileConfig {
     pub max_blob_size: Option<u64>,
     /// The `berth-shim` binary tasks run under (`--shim-binary`).
     pub shim_binary: Option<PathBuf>,
+    /// Shims kept started ahead of need (`--spare-shims`).
+    pub spare_shims: Option<usize>,
 }
+
+/// Spare shims kept ready unless configured otherwise.
+pub const DEFAULT_SPARE_SHIMS: usize = 1;
+
+/// Most spare shims kept ready (each is an idle process of about 0.6 MiB).
+pub const MAX_SPARE_SHIMS: usize = 16;
 
 /// Default largest blob a client may write: 64 GiB.
 pub const DEFAULT_MAX_BLOB_SIZE: u64 = 64 << 30;
@@ -91,6 +99,8 @@ pub struct Settings {
     pub max_blob_size: u64,
     /// The `berth-shim` binary tasks run under.
     pub shim_binary: PathBuf,
+    /// How many spare shims to keep started ahead of need.
+    pub spare_shims: usize,
 }
 
 /// Flags as given on the command line (`None` = not given).
@@ -108,6 +118,8 @@ pub struct Flags {
     pub max_blob_size: Option<u64>,
     /// `--shim-binary`.
     pub shim_binary: Option<PathBuf>,
+    /// `--spare-shims`.
+    pub spare_shims: Option<usize>,
 }
 
 /// Name of the shim binary, looked for next to berthd, then on `PATH`.
@@ -152,6 +164,11 @@ impl Settings {
             .shim_binary
             .or(file.shim_binary)
             .unwrap_or_else(default_shim_binary);
+        let spare_shims = flags
+            .spare_shims
+            .or(file.spare_shims)
+            .unwrap_or(DEFAULT_SPARE_SHIMS)
+            .min(MAX_SPARE_SHIMS);
         Self {
             root,
             state,
@@ -159,6 +176,7 @@ impl Settings {
             log_level,
             max_blob_size,
             shim_binary,
+            spare_shims,
         }
     }
 }

@@ -15,6 +15,7 @@ mod services;
 mod state;
 mod tasks;
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -46,6 +47,10 @@ struct Args {
     /// The berth-shim binary tasks run under [default: berth-shim next to berthd, else on PATH]
     #[arg(long)]
     shim_binary: Option<PathBuf>,
+    /// Shims kept started ahead of need, so a task create does not wait for one; 0 for
+    /// none [default: 1]
+    #[arg(long)]
+    spare_shims: Option<usize>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -62,13 +67,16 @@ fn main() -> anyhow::Result<()> {
             log_level: args.log_level,
             max_blob_size: args.max_blob_size,
             shim_binary: args.shim_binary,
+            spare_shims: args.spare_shims,
         },
         file,
     );
     let filter = tracing_subscriber::EnvFilter::try_new(&settings.log_level)
         .with_context(|| format!("bad --log-level {:?}", settings.log_level))?;
+    // Colours only on a terminal: a log file or journal gets plain text to search.
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .init();
     tokio::runtime::Builder::new_multi_thread()
@@ -121,6 +129,7 @@ async fn recover_then_collect(daemon: std::sync::Arc<state::Daemon>) {
         })
         .await;
     tracing::info!(?recovered, "task recovery done");
+    daemon.tasks.refill_spares();
     match gc::collect(&daemon).await {
         Ok(report) => tracing::info!(?report, "startup garbage collection done"),
         Err(e) => tracing::warn!(error = %e, "startup garbage collection failed"),

@@ -88,6 +88,7 @@ impl Daemon {
                 state: settings.state.clone(),
                 publish_address: settings.address.clone(),
                 log_level: shim_log_level(&settings.log_level),
+                spare_shims: settings.spare_shims,
             },
             events.clone(),
         );

@@ -91,6 +91,8 @@ pub struct Daemon {
     kind: DaemonKind,
     dir: PathBuf,
     child: Option<Child>,
+    /// Flags added to berthd's command line.
+    extra_args: Vec<String>,
 }
 
 impl Daemon {
@@ -99,8 +101,17 @@ impl Daemon {
         Self::start_kind(DaemonKind::from_env())
     }
 
+    /// Starts berthd with `args` added to its command line, and waits until it serves.
+    pub fn start_berthd_with(args: &[&str]) -> Self {
+        Self::start_with(DaemonKind::Berthd, args)
+    }
+
     /// Starts a daemon of `kind` in a fresh temp dir and waits until it serves.
     pub fn start_kind(kind: DaemonKind) -> Self {
+        Self::start_with(kind, &[])
+    }
+
+    fn start_with(kind: DaemonKind, extra_args: &[&str]) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("be2e")
             .tempdir_in("/tmp")
@@ -113,6 +124,7 @@ impl Daemon {
             kind,
             dir,
             child: None,
+            extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
         };
         daemon.spawn();
         daemon
@@ -254,7 +266,8 @@ impl Daemon {
                     .arg("--address")
                     .arg(self.socket())
                     .arg("--log-level")
-                    .arg("debug");
+                    .arg("debug")
+                    .args(&self.extra_args);
                 cmd
             }
             DaemonKind::Containerd => {

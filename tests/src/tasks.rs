@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::cleanup::mounts_under;
 use crate::ctr::{ctr, ctr_binary, ctr_ok, run_with_timeout, table_rows};
 use crate::daemon::{Daemon, DaemonKind};
-use crate::processes::{parent_pid, processes_naming_socket, ProcessHandle};
+use crate::processes::{cmdline, parent_pid, processes_naming_socket, ProcessHandle};
 
 /// How long a cleanup ctr command may run before it is abandoned (and with it, any
 /// further cleanup through the daemon).
@@ -109,20 +109,45 @@ pub fn shim_pid(daemon: &Daemon, namespace: &str, id: &str, init_pid: u32) -> u3
     parent
 }
 
-/// The shims the daemon started that are still running: processes that were given the
-/// daemon's socket address, apart from the daemon and ctr clients.
+/// The shims serving tasks that are still running: processes that were given the
+/// daemon's socket address, apart from the daemon, ctr clients and berthd's idle spare
+/// shims (see [`spare_shims`]).
 pub fn shim_processes(daemon: &Daemon) -> Vec<u32> {
     processes_naming_socket(&daemon.socket(), daemon.pid())
+        .into_iter()
+        .filter(|pid| !is_idle_spare(*pid))
+        .collect()
 }
 
-/// The shim sockets berthd's shims serve, in `<state>/s/` (none for containerd, whose
-/// shim sockets live in a directory shared by every instance).
+/// berthd's spare shims that have no task yet: started as `berth-shim spare` and still in
+/// `/` (a spare enters its task's bundle when it is given one).
+pub fn spare_shims(daemon: &Daemon) -> Vec<u32> {
+    processes_naming_socket(&daemon.socket(), daemon.pid())
+        .into_iter()
+        .filter(|pid| is_idle_spare(*pid))
+        .collect()
+}
+
+fn is_idle_spare(pid: u32) -> bool {
+    let started_as_spare =
+        cmdline(pid).is_some_and(|args| args.get(1).is_some_and(|a| a == "spare"));
+    started_as_spare
+        && std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd == Path::new("/"))
+}
+
+/// The sockets of berthd's task shims, in `<state>/s/` (none for containerd, whose shim
+/// sockets live in a directory shared by every instance); idle spares' `spare-*` sockets
+/// are not counted.
 pub fn shim_sockets(daemon: &Daemon) -> Vec<PathBuf> {
     if daemon.kind() != DaemonKind::Berthd {
         return Vec::new();
     }
     match std::fs::read_dir(daemon.state().join("s")) {
-        Ok(entries) => entries.flatten().map(|e| e.path()).collect(),
+        Ok(entries) => entries
+            .flatten()
+            .filter(|e| !e.file_name().to_string_lossy().starts_with("spare-"))
+            .map(|e| e.path())
+            .collect(),
         Err(_) => Vec::new(),
     }
 }

@@ -114,10 +114,14 @@ impl Layout {
             .collect()
     }
 
+    /// `<state>/s`: the shims' sockets.
+    pub fn socket_dir(&self) -> PathBuf {
+        self.state.join(berth_shim::client::SOCKET_DIR)
+    }
+
     /// Creates the shim socket directory (0700) if it is missing.
     pub fn ensure_socket_dir(&self) -> io::Result<()> {
-        let dir = self.state.join(berth_shim::client::SOCKET_DIR);
-        ensure_dir(&dir, SOCKET_DIR_MODE)
+        ensure_dir(&self.socket_dir(), SOCKET_DIR_MODE)
     }
 }
 

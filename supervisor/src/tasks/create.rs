@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use berth_proto::containerd::task::v2::{CreateTaskRequest, DeleteRequest, ShutdownRequest};
 use berth_proto::containerd::types::Mount;
-use berth_shim::client::{connect, launch, StartArgs, TaskClient};
+use berth_shim::client::{connect, launch, Assignment, StartArgs, TaskClient};
 
 use super::bundle::{self, read_shim_pid};
 use super::process::stop_process;
@@ -171,33 +171,31 @@ impl TaskManager {
             .ensure_socket_dir()
             .map_err(io("making the shim socket directory"))?;
 
-        let settings = &self.inner.settings;
+        let spare = self.take_spare();
+        // A replacement (or a first spare) gets ready while this task is created.
+        self.refill_spares();
         progress.shim_launched = true;
         let started = std::time::Instant::now();
-        let address = launch(&StartArgs {
-            shim_binary: settings.shim_binary.clone(),
-            namespace: new.namespace.clone(),
-            id: new.id.clone(),
-            bundle: bundle.to_path_buf(),
-            socket: socket.to_path_buf(),
-            publish_address: settings.publish_address.clone(),
-            runtime_root: self.inner.layout.runtime_root(&new.namespace),
-            runtime_binary: None,
-            log_level: settings.log_level.clone(),
-        })
-        .await
-        .map_err(|source| TaskError::Client {
-            task: new.id.clone(),
-            source,
-        })?;
+        let assigned = match spare {
+            Some(spare) => {
+                let assignment = Assignment {
+                    namespace: new.namespace.clone(),
+                    id: new.id.clone(),
+                    bundle: bundle.to_path_buf(),
+                    runtime_root: self.inner.layout.runtime_root(&new.namespace),
+                    socket: socket.to_path_buf(),
+                };
+                self.assign_spare(spare, &assignment).await
+            }
+            None => None,
+        };
+        let from_spare = assigned.is_some();
+        let mut client = match assigned {
+            Some(client) => client,
+            None => self.launch_shim(new, bundle, socket).await?,
+        };
         let launched = started.elapsed();
-        bundle::write_address(bundle, &address.socket).map_err(io("writing the address file"))?;
-        let mut client = connect(&address.socket)
-            .await
-            .map_err(|source| TaskError::Client {
-                task: new.id.clone(),
-                source,
-            })?;
+        bundle::write_address(bundle, socket).map_err(io("writing the address file"))?;
         progress.client = Some(client.clone());
 
         let created = client
@@ -215,9 +213,37 @@ impl TaskManager {
             })
             .await
             .map_err(|status| TaskError::shim(&new.id, status))?;
-        tracing::debug!(id = %new.id, ?launched, total = ?started.elapsed(),
-            "shim launched and task created");
+        tracing::debug!(id = %new.id, from_spare, ?launched, total = ?started.elapsed(),
+            "shim ready and task created");
         Ok((client, created.into_inner().pid))
+    }
+
+    /// Launches a shim for task `new` (no spare was at hand) and connects to it.
+    async fn launch_shim(
+        &self,
+        new: &NewTask,
+        bundle: &Path,
+        socket: &Path,
+    ) -> Result<TaskClient, TaskError> {
+        let settings = &self.inner.settings;
+        let client_error = |source| TaskError::Client {
+            task: new.id.clone(),
+            source,
+        };
+        let address = launch(&StartArgs {
+            shim_binary: settings.shim_binary.clone(),
+            namespace: new.namespace.clone(),
+            id: new.id.clone(),
+            bundle: bundle.to_path_buf(),
+            socket: socket.to_path_buf(),
+            publish_address: settings.publish_address.clone(),
+            runtime_root: self.inner.layout.runtime_root(&new.namespace),
+            runtime_binary: None,
+            log_level: settings.log_level.clone(),
+        })
+        .await
+        .map_err(client_error)?;
+        connect(&address.socket).await.map_err(client_error)
     }
 
     /// Undoes a failed create, step by step, ignoring what fails (each step logs).

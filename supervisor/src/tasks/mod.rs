@@ -17,6 +17,7 @@ mod handle;
 mod process;
 mod recovery;
 mod runtime_name;
+mod spare;
 
 pub use create::NewTask;
 pub use delete::TOPIC_DELETE;
@@ -44,6 +45,8 @@ pub struct ShimSettings {
     pub publish_address: PathBuf,
     /// The shims' log level (`info`, `debug`, …); `None` leaves the shim's default.
     pub log_level: Option<String>,
+    /// How many spare shims to keep started ahead of need (0: none).
+    pub spare_shims: usize,
 }
 
 /// The shim log level for berthd's log filter: the filter itself when it is a plain level
@@ -87,6 +90,8 @@ struct Inner {
     /// so that the event comes before anything the client does next); the same event from
     /// their shim, which arrives at its own pace, is dropped as a duplicate.
     deletes_announced: Mutex<std::collections::HashSet<TaskKey>>,
+    /// Spare shims started ahead of need.
+    spares: spare::SparePool,
     /// True once the registry is complete ([`TaskManager::recover`] is done): berthd takes
     /// requests while it recovers, and task requests wait for this.
     recovered: watch::Sender<bool>,
@@ -139,6 +144,7 @@ impl TaskManager {
                 tasks: Mutex::new(HashMap::new()),
                 teardowns: Mutex::new(HashMap::new()),
                 deletes_announced: Mutex::new(std::collections::HashSet::new()),
+                spares: spare::SparePool::default(),
                 recovered: watch::channel(false).0,
             }),
         }

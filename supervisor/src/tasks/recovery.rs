@@ -45,6 +45,7 @@ impl TaskManager {
     /// dead task without one is cleaned up but not kept, since no client could delete it.
     pub async fn recover(&self, has_container: impl Fn(&str, &str) -> bool) -> RecoveryReport {
         let started = Instant::now();
+        super::spare::remove_stale_spare_sockets(&self.inner.layout.socket_dir());
         self.finish_interrupted_teardowns().await;
         let found = match bundle::scan(&self.inner.layout.tasks_root()) {
             Ok(found) => found,
@@ -187,6 +188,7 @@ mod tests {
                 state: state.to_path_buf(),
                 publish_address: state.join("berthd.sock"),
                 log_level: None,
+                spare_shims: 0,
             },
             events.clone(),
         );
