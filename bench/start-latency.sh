@@ -9,6 +9,12 @@
 #
 #   bench/start-latency.sh [ROUNDS]        (as root; default 20 rounds; builds in release mode)
 #
+# Each start gets a quiet machine: after it, the script waits SETTLE seconds (default 0.3)
+# before the next one. Both daemons finish work after their client is gone (berthd's shim
+# exit and runc delete, containerd's shim exit and garbage collection); without the pause
+# that work is timed as part of whichever start comes next, on this 2-core machine mostly
+# to the benefit of the daemon that defers more.
+#
 # Each round runs all three once, rotating which goes first, so the noise of a shared machine
 # falls on all three alike (hyperfine would run each command's rounds back to back, and every
 # `ctr run` needs a container id of its own). One untimed warm-up round comes first.
@@ -17,6 +23,7 @@ shopt -s inherit_errexit
 export LC_ALL=C
 source "$(dirname "$0")/lib.sh"
 ROUNDS=${1:-20}
+SETTLE=${SETTLE:-0.3}
 
 build_task_binaries
 WORK=$BENCH_TMP/start-latency.$$
@@ -76,6 +83,7 @@ ORDERS=("runc berthd berthctl containerd" "berthd berthctl containerd runc"
 for r in $(seq "$ROUNDS"); do
   for who in ${ORDERS[$((r % 4))]}; do
     ms=$(start_once "$who" "$r")
+    sleep "$SETTLE"
     echo "$ms" >>"$WORK/$who.ms"
     printf 'round %2d %-10s %8.1f ms\n' "$r" "$who" "$ms"
   done
