@@ -74,6 +74,8 @@ pub struct OverlaySnapshotter {
     options: SnapshotterOptions,
     index_off: bool,
     state: RwLock<State>,
+    /// Held while files in `trash/` are deleted, so two deletions never walk the same tree.
+    emptying_trash: std::sync::Mutex<()>,
 }
 
 /// The in-memory index, rebuilt from the records at open.
@@ -156,6 +158,7 @@ impl OverlaySnapshotter {
             layout,
             options,
             index_off: Path::new(OVERLAY_INDEX_PARAMETER).exists(),
+            emptying_trash: std::sync::Mutex::new(()),
             state: RwLock::new(State {
                 by_key,
                 unreadable,
@@ -247,9 +250,12 @@ impl OverlaySnapshotter {
         Ok(())
     }
 
-    /// Removes snapshot `key` and its files. A committed snapshot that other snapshots
-    /// are built on is `FailedPrecondition`. The removal is atomic but not flushed before
-    /// this returns: after a power loss the snapshot may be back, whole, as it was.
+    /// Removes snapshot `key`: it is gone for every caller when this returns, its files
+    /// wait in `trash/` for [`OverlaySnapshotter::empty_trash`] (or the next
+    /// [`OverlaySnapshotter::cleanup`]), so that a caller answering a client need not wait
+    /// for a tree to be deleted. A committed snapshot that other snapshots are built on is
+    /// `FailedPrecondition`. The removal is atomic but not flushed before this returns:
+    /// after a power loss the snapshot may be back, whole, as it was.
     pub fn remove(&self, key: &str) -> Result<()> {
         validate_key("key", key)?;
         let trash = {
@@ -281,12 +287,23 @@ impl OverlaySnapshotter {
             state.by_key.remove(key);
             trash
         };
-        // The snapshot is gone as far as anyone can see; deleting its files can take a
-        // while, so it happens outside the lock. If it fails, cleanup() retries.
-        if let Err(err) = remove_tree(&trash) {
-            tracing::warn!(key, error = %err, "removed snapshot's files not fully deleted yet");
-        }
+        tracing::debug!(key, trash = %trash.display(), "snapshot removed; its files are in the trash");
         Ok(())
+    }
+
+    /// Deletes the files of removed snapshots; returns how many trees it deleted. What it
+    /// cannot delete stays for the next call.
+    pub fn empty_trash(&self) -> Result<usize> {
+        let _one_at_a_time = self
+            .emptying_trash
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut deleted = 0;
+        for (_, path) in list_dir(&self.layout.trash_dir())? {
+            remove_tree(&path)?;
+            deleted += 1;
+        }
+        Ok(deleted)
     }
 
     /// What a client sees of snapshot `key`.
@@ -375,10 +392,7 @@ impl OverlaySnapshotter {
             }
             remove_stale_temp(&self.layout.id_file())?;
         }
-        for (_, path) in list_dir(&self.layout.trash_dir())? {
-            remove_tree(&path)?;
-            deleted += 1;
-        }
+        deleted += self.empty_trash()?;
         Ok(deleted)
     }
 

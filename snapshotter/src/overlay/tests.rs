@@ -604,3 +604,22 @@ fn concurrent_prepares_get_distinct_snapshots() {
     assert_eq!(uppers.len(), 80);
     assert_eq!(snapshotter.list().unwrap().len(), 81);
 }
+
+#[test]
+fn a_removed_snapshot_is_gone_at_once_and_its_files_with_empty_trash() {
+    let fx = Fixture::new();
+    fx.layer("base", None, &[("f", "x")]);
+    fx.snap()
+        .prepare("work", Some("base"), no_labels())
+        .unwrap();
+    fx.snap().remove("work").unwrap();
+    assert!(matches!(fx.snap().stat("work"), Err(Error::NotFound(_))));
+    let trash = fx.root.join("trash");
+    let waiting = fs::read_dir(&trash).unwrap().count();
+    assert_eq!(waiting, 1, "the removed snapshot's files wait in the trash");
+    assert_eq!(fx.snap().empty_trash().unwrap(), 1);
+    assert_eq!(fs::read_dir(&trash).unwrap().count(), 0);
+    assert_eq!(fx.snap().empty_trash().unwrap(), 0);
+    // The parent is untouched.
+    assert!(fx.snap().stat("base").is_ok());
+}

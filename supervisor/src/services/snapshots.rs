@@ -148,6 +148,16 @@ pub(crate) async fn blocking<T: Send + 'static>(
         .map_err(|e| ApiError::Internal(format!("snapshot task failed: {e}")))
 }
 
+/// Deletes removed snapshots' files in the background: the client has its answer as soon
+/// as the snapshot is gone from the index (see `OverlaySnapshotter::remove`).
+fn empty_trash_later(snapshots: Arc<overlay::OverlaySnapshotter>) {
+    tokio::task::spawn_blocking(move || {
+        if let Err(e) = snapshots.empty_trash() {
+            tracing::warn!(error = %e, "removed snapshots' files not fully deleted yet");
+        }
+    });
+}
+
 /// The wire's label map as the backend keeps it.
 fn labels_in(labels: HashMap<String, String>) -> BTreeMap<String, String> {
     labels.into_iter().collect()
@@ -362,6 +372,7 @@ impl SnapshotsService {
             // Nothing may stay behind that the client was told failed.
             let snapshots = self.daemon.snapshots.clone();
             let undo = blocking(move || snapshots.remove(&backend_key)).await;
+            empty_trash_later(self.daemon.snapshots.clone());
             if let Err(undo) = undo
                 .map_err(|e| e.to_string())
                 .and_then(|r| r.map_err(|e| e.to_string()))
@@ -509,6 +520,7 @@ impl SnapshotsService {
         blocking(move || snapshots.remove(&key))
             .await?
             .map_err(|e| client_error(&ns, e))?;
+        empty_trash_later(self.daemon.snapshots.clone());
         if lease.is_some() {
             if let Err(e) = self.record(&ns, lease.as_deref(), None, Some(&r.key)).await {
                 // The snapshot is gone; a stale lease entry protects nothing.
