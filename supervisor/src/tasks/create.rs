@@ -172,8 +172,9 @@ impl TaskManager {
             .map_err(io("making the shim socket directory"))?;
 
         let spare = self.take_spare();
-        // A replacement (or a first spare) gets ready while this task is created.
-        self.refill_spares();
+        // A replacement (or a first spare) is launched once this task is likely started,
+        // not now: the launch would compete for the CPU with the runtime creating it.
+        self.refill_spares_soon();
         progress.shim_launched = true;
         let started = std::time::Instant::now();
         let assigned = match spare {

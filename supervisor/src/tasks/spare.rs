@@ -1,7 +1,7 @@
 //! Spare shims: berthd keeps `spare_shims` shims (default 1) started and connected before
 //! any task needs them. A task create takes one and assigns it the task, which skips
 //! launching a shim and the connection handshake (about 4 ms of every start); a
-//! replacement is launched in the background right away. Without a ready spare, or when
+//! replacement is launched in the background shortly after. Without a ready spare, or when
 //! assigning one fails, the create launches a shim as before.
 //!
 //! A spare's socket is `<state>/s/spare-<berthd pid>-<n>.sock` until it is assigned (then
@@ -19,6 +19,10 @@ use super::{lock, TaskManager};
 
 /// Prefix of a spare's socket file name.
 const SPARE_SOCKET_PREFIX: &str = "spare-";
+
+/// How long after a create took a spare its replacement is launched: long enough for the
+/// runtime to have created the container (and usually for the client to have started it).
+const REFILL_DELAY: Duration = Duration::from_millis(100);
 
 /// After a spare fails to launch, how long before another is tried.
 const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(30);
@@ -60,6 +64,15 @@ impl TaskManager {
             let manager = self.clone();
             tokio::spawn(async move { manager.launch_one_spare().await });
         }
+    }
+
+    /// [`TaskManager::refill_spares`] after [`REFILL_DELAY`].
+    pub(crate) fn refill_spares_soon(&self) {
+        let manager = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(REFILL_DELAY).await;
+            manager.refill_spares();
+        });
     }
 
     async fn launch_one_spare(&self) {
