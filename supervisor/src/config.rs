@@ -136,6 +136,11 @@ pub fn default_shim_binary() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(SHIM_BINARY_NAME))
 }
 
+/// `path` made absolute against the current directory (unchanged if that fails).
+fn absolute(path: PathBuf) -> PathBuf {
+    std::path::absolute(&path).unwrap_or(path)
+}
+
 impl Settings {
     /// Merges flags over the file over the defaults. The socket defaults to
     /// `<state>/berthd.sock`, so a custom `--state` keeps instances apart.
@@ -152,6 +157,9 @@ impl Settings {
             .address
             .or(file.address)
             .unwrap_or_else(|| state.join("berthd.sock"));
+        // Shims and the runtime are handed these paths and run in other directories: a
+        // relative path given on the command line means one under berthd's start directory.
+        let (root, state, address) = (absolute(root), absolute(state), absolute(address));
         let log_level = flags
             .log_level
             .or(file.log_level)
@@ -197,6 +205,20 @@ mod tests {
         assert_eq!(s.log_level, "debug");
         assert_eq!(s.state, PathBuf::from(DEFAULT_STATE));
         assert_eq!(s.address, PathBuf::from(DEFAULT_STATE).join("berthd.sock"));
+    }
+
+    #[test]
+    fn relative_paths_are_made_absolute() {
+        let flags = Flags {
+            root: Some("r".into()),
+            state: Some("s".into()),
+            ..Flags::default()
+        };
+        let s = Settings::merge(flags, FileConfig::default());
+        let here = std::env::current_dir().unwrap();
+        assert_eq!(s.root, here.join("r"));
+        assert_eq!(s.state, here.join("s"));
+        assert_eq!(s.address, here.join("s").join("berthd.sock"));
     }
 
     #[test]
