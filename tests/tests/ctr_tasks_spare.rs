@@ -24,6 +24,17 @@ fn berthd_with_busybox(args: &[&str]) -> (Daemon, String) {
     (daemon, namespace)
 }
 
+/// `ctr run --rm busybox echo hello` must print hello.
+fn run_rm_hello(daemon: &Daemon, ns: &str) {
+    let id = unique_id("sp");
+    let out = ctr(
+        daemon,
+        &["-n", ns, "run", "--rm", BUSYBOX_NAME, &id, "echo", "hello"],
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "hello");
+}
+
 /// Pids of the spares berthd logged as ready (connected and in its pool), oldest first.
 fn spares_logged_ready(daemon: &Daemon) -> Vec<u32> {
     let log = std::fs::read_to_string(daemon.log_path()).unwrap_or_default();
@@ -158,21 +169,7 @@ fn a_spare_goes_with_its_berthd_and_a_restarted_berthd_starts_its_own() {
     daemon.restart();
     let second = ready_spare(&daemon, &[first.pid]);
     assert_ne!(second, first);
-    let out = ctr(
-        &daemon,
-        &[
-            "-n",
-            &ns,
-            "run",
-            "--rm",
-            BUSYBOX_NAME,
-            &unique_id("sp"),
-            "echo",
-            "hello",
-        ],
-    );
-    assert!(out.status.success(), "{out:?}");
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "hello");
+    run_rm_hello(&daemon, &ns);
     assert!(
         second.wait_gone(SPARE_WAIT),
         "the used spare's shim is still running"
@@ -198,21 +195,7 @@ fn a_dead_spare_costs_the_next_task_only_a_launched_shim() {
     spare.kill();
     assert!(spare.wait_gone(SPARE_WAIT));
 
-    let out = ctr(
-        &daemon,
-        &[
-            "-n",
-            &ns,
-            "run",
-            "--rm",
-            BUSYBOX_NAME,
-            &unique_id("sp"),
-            "echo",
-            "hello",
-        ],
-    );
-    assert!(out.status.success(), "{out:?}");
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "hello");
+    run_rm_hello(&daemon, &ns);
     let log = std::fs::read_to_string(daemon.log_path()).unwrap();
     assert!(
         log.contains("did not take the task"),
@@ -233,21 +216,7 @@ fn a_dead_spare_costs_the_next_task_only_a_launched_shim() {
 #[test]
 fn no_spare_is_kept_with_spare_shims_zero() {
     let (daemon, ns) = berthd_with_busybox(&["--spare-shims", "0"]);
-    let out = ctr(
-        &daemon,
-        &[
-            "-n",
-            &ns,
-            "run",
-            "--rm",
-            BUSYBOX_NAME,
-            &unique_id("sp"),
-            "echo",
-            "hello",
-        ],
-    );
-    assert!(out.status.success(), "{out:?}");
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "hello");
+    run_rm_hello(&daemon, &ns);
     // Long enough for a spare to get ready, had one been started (they take milliseconds).
     std::thread::sleep(Duration::from_secs(1));
     assert_eq!(spare_shims(&daemon), Vec::<u32>::new());
