@@ -68,6 +68,9 @@ impl TaskManager {
 
     /// [`TaskManager::refill_spares`] after [`REFILL_DELAY`].
     pub(crate) fn refill_spares_soon(&self) {
+        if self.inner.settings.spare_shims == 0 {
+            return;
+        }
         let manager = self.clone();
         tokio::spawn(async move {
             tokio::time::sleep(REFILL_DELAY).await;
