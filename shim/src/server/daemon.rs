@@ -193,21 +193,22 @@ async fn serve(mode: &DaemonMode, readiness: &mut Readiness) -> Result<(), ShimE
         if let Some(supervisor) = &supervisor {
             supervisor.exited().await;
             if cell.get().is_none() {
+                tracing::info!("berthd exited before it gave this spare shim a task");
                 return;
             }
         }
         std::future::pending::<()>().await
     };
+    // Either way the server stops taking calls and finishes the ones in flight.
+    let stop_requested = async {
+        tokio::select! {
+            () = shutdown => {}
+            () = abandoned => {}
+        }
+    };
     let served = tokio::select! {
         served = &mut server => served,
-        () = shutdown => {
-            let _ = stop.send(());
-            tokio::time::timeout(SHUTDOWN_GRACE, &mut server)
-                .await
-                .unwrap_or(Ok(()))
-        }
-        () = abandoned => {
-            tracing::info!("berthd exited before it gave this spare shim a task");
+        () = stop_requested => {
             let _ = stop.send(());
             tokio::time::timeout(SHUTDOWN_GRACE, &mut server)
                 .await
