@@ -28,6 +28,20 @@ use crate::error::{Error, Result};
 pub use guard::MountGuard;
 pub use unmount::{detach_all, unmount, unmount_all};
 
+/// Room for a kernel table read in one go: procfs files report a size of 0, and a read
+/// that starts from an empty buffer probes with tiny reads (about ten for a 3 KiB
+/// mountinfo), each of which makes the kernel format the table again.
+const PROC_TABLE_CAPACITY: usize = 64 * 1024;
+
+/// The text of a procfs table such as `/proc/self/mountinfo` or `/proc/<pid>/cgroup`,
+/// read with a buffer large enough that a usual table takes one read.
+pub fn read_proc_table(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut text = String::with_capacity(PROC_TABLE_CAPACITY);
+    std::fs::File::open(path)?.read_to_string(&mut text)?;
+    Ok(text)
+}
+
 /// One mount as handed to clients (containerd's `containerd.types.Mount`):
 /// `mount -t <kind> <source> <target> -o <options joined by ','>`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

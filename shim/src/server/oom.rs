@@ -108,8 +108,9 @@ fn oom_kills(events_file: &Path) -> Option<u64> {
 /// The memory cgroup directory of `pid`: the v1 memory controller's when there is one
 /// (hybrid hosts), else the unified hierarchy's.
 fn find_memory_cgroup(pid: u32) -> io::Result<Option<MemoryCgroup>> {
-    let membership = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))?;
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")?;
+    let membership =
+        berth_snapshot::mount::read_proc_table(Path::new(&format!("/proc/{pid}/cgroup")))?;
+    let mountinfo = berth_snapshot::mount::read_proc_table(Path::new("/proc/self/mountinfo"))?;
     Ok(memory_cgroup_in(&membership, &mountinfo))
 }
 

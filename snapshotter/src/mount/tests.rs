@@ -260,3 +260,17 @@ fn an_unknown_overlay_option_is_refused_by_name() {
     assert!(err.to_string().contains("no-such-option"), "{err}");
     assert!(!is_mount_point(&target));
 }
+
+#[test]
+fn a_proc_table_is_read_whole() {
+    let path = Path::new("/proc/self/cgroup");
+    let table = read_proc_table(path).unwrap();
+    assert!(table.ends_with('\n'), "{table:?}");
+    assert_eq!(table, fs::read_to_string(path).unwrap());
+    assert_eq!(
+        read_proc_table(Path::new("/proc/self/no-such-table"))
+            .unwrap_err()
+            .kind(),
+        ErrorKind::NotFound
+    );
+}

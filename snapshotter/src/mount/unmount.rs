@@ -42,7 +42,8 @@ pub fn unmount_all(target: &Path) -> Result<()> {
     let Some(target) = resolve_target(target)? else {
         return Ok(());
     };
-    remove_mounts_below(&target, |candidates| {
+    let mounted = mounts_at_or_below(&target)?;
+    remove_mounts_from(&target, mounted, |candidates| {
         // Normally the last candidate goes first; one hidden under a mount stacked on top
         // of it refuses (EINVAL), so fall back to the next until one is removed.
         let mut last_error = None;
@@ -68,7 +69,8 @@ pub fn detach_all(target: &Path) -> Result<Option<OwnedFd>> {
     let Some(target) = resolve_target(target)? else {
         return Ok(None);
     };
-    if mounts_at_or_below(&target)?.is_empty() {
+    let mounted = mounts_at_or_below(&target)?;
+    if mounted.is_empty() {
         return Ok(None);
     }
     let pin = rustix::fs::open(
@@ -77,7 +79,7 @@ pub fn detach_all(target: &Path) -> Result<Option<OwnedFd>> {
         Mode::empty(),
     )
     .map_err(|err| Error::io(format!("open {}", target.display()), err))?;
-    remove_mounts_below(&target, |candidates| match candidates.last() {
+    remove_mounts_from(&target, mounted, |candidates| match candidates.last() {
         // A lazy unmount of the topmost takes everything below it along.
         Some(point) => rustix::mount::unmount(point, UnmountFlags::DETACH)
             .map_err(|err| Error::io(format!("detach {}", point.display()), err)),
@@ -95,18 +97,21 @@ fn resolve_target(target: &Path) -> Result<Option<PathBuf>> {
     }
 }
 
-/// Calls `remove_one` with the mounts at or below `target` (see [`mounts_at_or_below`])
-/// until there are none, giving up after [`MAX_MOUNTS_REMOVED`] rounds.
-fn remove_mounts_below(
+/// Calls `remove_one` with the mounts at or below `target` (see [`mounts_at_or_below`]),
+/// starting from `mounted`, the caller's fresh reading of them, until there are none;
+/// gives up after [`MAX_MOUNTS_REMOVED`] rounds.
+fn remove_mounts_from(
     target: &Path,
+    mounted: Vec<PathBuf>,
     mut remove_one: impl FnMut(&[PathBuf]) -> Result<()>,
 ) -> Result<()> {
+    let mut candidates = mounted;
     for _ in 0..MAX_MOUNTS_REMOVED {
-        let candidates = mounts_at_or_below(target)?;
         if candidates.is_empty() {
             return Ok(());
         }
         remove_one(&candidates)?;
+        candidates = mounts_at_or_below(target)?;
     }
     Err(Error::FailedPrecondition(format!(
         "mounts under {} keep reappearing; gave up after {MAX_MOUNTS_REMOVED}",
@@ -117,7 +122,7 @@ fn remove_mounts_below(
 /// The mount points at or below `target`, ordered so the one to unmount first is last:
 /// shallower paths before deeper ones, and among equals in the order they were mounted.
 fn mounts_at_or_below(target: &Path) -> Result<Vec<PathBuf>> {
-    let table = std::fs::read_to_string("/proc/self/mountinfo")
+    let table = super::read_proc_table(Path::new("/proc/self/mountinfo"))
         .map_err(|err| Error::io("read /proc/self/mountinfo", err))?;
     let mut found: Vec<PathBuf> = mount_points(&table)
         .filter(|point| point.starts_with(target))
