@@ -2,8 +2,10 @@
 //! `--publish-address`), in order, from a queue that is retried with backoff while berthd is
 //! away. Publishing only appends to the queue, so the task API never waits for berthd.
 //!
-//! Between bursts the connection to berthd is dropped: an idle shim holds no connection
-//! (and no memory for one).
+//! The connection to berthd is kept for [`CONNECTION_LINGER`] after the last event, so the
+//! events of one operation (a `run --rm` publishes create, start, exit and delete within
+//! tens of milliseconds) share one connection; then it is dropped: an idle shim holds no
+//! connection (and no memory for one).
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -52,6 +54,9 @@ const MAX_RETRY: Duration = Duration::from_secs(2);
 
 /// Longest wait for berthd to accept one connection or one event.
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long the connection to berthd outlives the last event delivered on it.
+const CONNECTION_LINGER: Duration = Duration::from_secs(1);
 
 /// Placeholder URI for the channel; the connector dials the unix socket.
 const CHANNEL_URI: &str = "http://berthd.invalid";
@@ -141,10 +146,21 @@ impl EventPublisher {
         loop {
             let next = self.lock().front().cloned();
             let Some(next) = next else {
-                // Idle: let the connection go, and wait for the next event.
-                channel = None;
                 self.drained.notify_waiters();
-                self.queued.notified().await;
+                // Idle: keep the connection a moment for the next event, then let it go.
+                if channel.is_some() {
+                    let woken =
+                        tokio::time::timeout(CONNECTION_LINGER, self.queued.notified()).await;
+                    if woken.is_err() {
+                        channel = None;
+                        continue;
+                    }
+                } else {
+                    self.queued.notified().await;
+                }
+                // The event was queued by a task call whose reply is on its way: on this
+                // one-thread runtime, let that reply go out before the delivery's work.
+                tokio::task::yield_now().await;
                 continue;
             };
             match self.deliver(&mut channel, &next).await {

@@ -24,6 +24,9 @@ enum MemoryCgroup {
 /// Watches the memory cgroup of process `pid` until it is removed, calling `on_oom` for
 /// every OOM kill. Returns at once when the cgroup cannot be found or watched.
 pub(crate) async fn watch(pid: u32, on_oom: impl Fn()) {
+    // Started by Create: on this one-thread runtime, let the Create reply go out before
+    // the cgroup lookup (procfs reads and writes).
+    tokio::task::yield_now().await;
     let cgroup = match find_memory_cgroup(pid) {
         Ok(Some(cgroup)) => cgroup,
         Ok(None) => {

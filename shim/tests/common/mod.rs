@@ -392,6 +392,8 @@ pub struct Received {
 pub struct RecordingEvents {
     /// Everything published so far, in arrival order.
     pub received: Arc<Mutex<Vec<Received>>>,
+    /// Connections accepted so far.
+    pub connections: Arc<AtomicU32>,
 }
 
 impl RecordingEvents {
@@ -452,10 +454,18 @@ pub fn serve_events(socket: &Path) -> (RecordingEvents, tokio::task::JoinHandle<
     let listener = tokio::net::UnixListener::bind(socket).unwrap();
     let events = RecordingEvents::default();
     let service = EventsServer::new(events.clone());
+    let connections = events.connections.clone();
+    let incoming = tokio_stream::StreamExt::map(
+        tokio_stream::wrappers::UnixListenerStream::new(listener),
+        move |accepted| {
+            connections.fetch_add(1, Ordering::SeqCst);
+            accepted
+        },
+    );
     let handle = tokio::spawn(async move {
         let _ = tonic::transport::Server::builder()
             .add_service(service)
-            .serve_with_incoming(tokio_stream::wrappers::UnixListenerStream::new(listener))
+            .serve_with_incoming(incoming)
             .await;
     });
     (events, handle)
