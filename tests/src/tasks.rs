@@ -110,12 +110,20 @@ pub fn shim_pid(daemon: &Daemon, namespace: &str, id: &str, init_pid: u32) -> u3
 }
 
 /// The shims serving tasks that are still running: processes that were given the
-/// daemon's socket address, apart from the daemon, ctr clients and berthd's idle spare
-/// shims (see [`spare_shims`]).
+/// daemon's socket address, apart from the daemon, ctr clients and berthd's spare shims
+/// that never had a task: idle ones (in `/`) and one being launched (its launcher, and the
+/// daemon it forks until that moves to `/`, are still in berthd's working directory). A
+/// former spare is in its task's bundle, or where the bundle was moved to: it counts.
 pub fn shim_processes(daemon: &Daemon) -> Vec<u32> {
+    let daemon_cwd = daemon.pid().and_then(cwd_of);
     processes_naming_socket(&daemon.socket(), daemon.pid())
         .into_iter()
-        .filter(|pid| !is_idle_spare(*pid))
+        .filter(|pid| {
+            let never_had_a_task = started_as_spare(*pid)
+                && cwd_of(*pid)
+                    .is_some_and(|cwd| cwd == Path::new("/") || Some(&cwd) == daemon_cwd.as_ref());
+            !never_had_a_task
+        })
         .collect()
 }
 
@@ -129,10 +137,16 @@ pub fn spare_shims(daemon: &Daemon) -> Vec<u32> {
 }
 
 fn is_idle_spare(pid: u32) -> bool {
-    let started_as_spare =
-        cmdline(pid).is_some_and(|args| args.get(1).is_some_and(|a| a == "spare"));
-    started_as_spare
-        && std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd == Path::new("/"))
+    started_as_spare(pid) && cwd_of(pid).is_some_and(|cwd| cwd == Path::new("/"))
+}
+
+fn started_as_spare(pid: u32) -> bool {
+    cmdline(pid).is_some_and(|args| args.get(1).is_some_and(|a| a == "spare"))
+}
+
+/// The working directory of process `pid`, if it can be read.
+fn cwd_of(pid: u32) -> Option<PathBuf> {
+    std::fs::read_link(format!("/proc/{pid}/cwd")).ok()
 }
 
 /// The sockets of berthd's task shims, in `<state>/s/` (none for containerd, whose shim
